@@ -1,0 +1,52 @@
+import http2 from "node:http2";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { Dialer } from "../../transport/index.js";
+import { Control } from "../gen/moby/buildkit/v1/control_pb.js";
+import { DialedDuplex } from "./dialed-duplex.js";
+
+/** Authority sent to buildkitd; it ignores it, as the Go client does with its "localhost". */
+const AUTHORITY = "http://buildkitd";
+
+export type ControlService = Client<typeof Control>;
+
+/** A Control API client bound to one dialer, plus the raw HTTP/2 connect for session streams. */
+export interface ControlClient {
+  readonly address: string;
+  readonly control: ControlService;
+  /** Opens a fresh HTTP/2 connection over the dialer (used for session streams). */
+  connectHttp2(signal?: AbortSignal): http2.ClientHttp2Session;
+  close(): void;
+}
+
+export function createControlClient(dialer: Dialer): ControlClient {
+  const sessionOptions = { createConnection: () => new DialedDuplex(dialer.dial()) };
+  const manager = new Http2SessionManager(
+    AUTHORITY,
+    // Builds can be silent for minutes (a long RUN); keep the connection.
+    { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 15 * 60_000 },
+    sessionOptions,
+  );
+  const transport = createGrpcTransport({ baseUrl: AUTHORITY, httpVersion: "2", sessionManager: manager });
+  const sessions = new Set<http2.ClientHttp2Session>();
+  return {
+    address: dialer.address,
+    control: createClient(Control, transport),
+    connectHttp2(signal) {
+      const s = http2.connect(AUTHORITY, {
+        createConnection: () => new DialedDuplex(dialer.dial(signal)),
+        // Large windows: session streams carry whole build contexts.
+        settings: { initialWindowSize: 4 << 20 },
+      });
+      s.on("error", () => {});
+      s.on("connect", () => s.setLocalWindowSize(16 << 20));
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+      return s;
+    },
+    close() {
+      manager.abort();
+      for (const s of sessions) s.destroy();
+    },
+  };
+}

@@ -1,0 +1,250 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { pushNameFor } from "../../images/index.js";
+import { connectWithBackoff, parseDialAddress } from "../../transport/index.js";
+import { abortReason } from "../../util/index.js";
+import { type ControlClient, createControlClient } from "../client/control-client.js";
+import { BuildKitError } from "../errors.js";
+import {
+  type ExporterSchema,
+  SolveRequestSchema,
+  type StatusResponse,
+} from "../gen/moby/buildkit/v1/control_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Attachable } from "../session/attachable.js";
+import { createAuthService } from "../session/auth/index.js";
+import { type ExportTarget, createFileSendService } from "../session/filesend/index.js";
+import { type TransferStats, createFileSyncService, createTransferStats } from "../session/filesync/index.js";
+import { createHealthService } from "../session/health.js";
+import { type SecretSource, createSecretsService } from "../session/secrets/index.js";
+import { newId, sharedKeyFor, startSession } from "../session/session.js";
+import { attachable } from "../session/attachable.js";
+import { Auth } from "../gen/moby/filesync/v1/auth_pb.js";
+import { FileSend, FileSync } from "../gen/moby/filesync/v1/filesync_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { Secrets } from "../gen/moby/buildkit/secrets/v1/secrets_pb.js";
+import { describeSolveError } from "./solve-error.js";
+import { dockerfileLocation, type FrontendInputs, frontendAttrs } from "./frontend-attrs.js";
+import { isClientExporter, type OutputSpec, parseOutputSpec } from "./outputs.js";
+
+export interface BuildOptions extends Omit<FrontendInputs, "dockerfileName"> {
+  /** BuildKit address (`unix://`, `tcp://`, `vsock-uds://`…); or pass `client`. */
+  addr?: string;
+  client?: ControlClient;
+  /** Build context directory. */
+  context: string;
+  /** Dockerfile path (default `<context>/Dockerfile`); may lie outside the context. */
+  dockerfile?: string;
+  tags?: string[];
+  /** `--output` specs; without any, the image goes to the image store (needs `imageStore`). */
+  outputs?: (OutputSpec | string)[];
+  /** The registry endpoint serving Arca's image store, as buildkitd reaches it (`127.0.0.1:5000`). */
+  imageStore?: { registryHost: string };
+  secrets?: Record<string, SecretSource>;
+  credentials?: Record<string, { username: string; secret: string }>;
+  dockerConfigPath?: string;
+  signal?: AbortSignal;
+  onProgress?: (status: StatusResponse) => void;
+  /** Connection attempts to buildkitd (exponential backoff); default 10. */
+  connectAttempts?: number;
+  onConnectAttempt?: (info: { attempt: number; attempts: number; delayMs: number; error?: Error }) => void;
+}
+
+export interface BuildResult {
+  ref: string;
+  exporterResponse: Record<string, string>;
+  /** Image ID (config digest), when an image was exported. */
+  imageId?: string;
+  /** Manifest digest, when an image was exported. */
+  imageDigest?: string;
+  /** What FileSync served during this build. */
+  transfer: TransferStats;
+}
+
+type ExporterInit = MessageInitShape<typeof ExporterSchema>;
+
+/** Builds a Dockerfile with BuildKit's dockerfile.v0 frontend; context and outputs go through Arca's session. */
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const signal = opts.signal;
+  if (signal?.aborted) throw new BuildKitError("canceled", "build canceled", { cause: abortReason(signal) });
+  const owned = opts.client ? undefined : createControlClient(parseDialAddress(requireAddr(opts)));
+  const client = opts.client ?? (owned as ControlClient);
+  try {
+    await waitReady(client, opts);
+    return await solve(client, opts);
+  } finally {
+    owned?.close();
+  }
+}
+
+function requireAddr(opts: BuildOptions): string {
+  if (!opts.addr) throw new BuildKitError("invalid_option", "no BuildKit address given");
+  return opts.addr;
+}
+
+/** Waits until buildkitd answers Info, retrying with exponential backoff. */
+export async function waitReady(
+  client: ControlClient,
+  opts: Pick<BuildOptions, "signal" | "connectAttempts" | "onConnectAttempt">,
+): Promise<void> {
+  try {
+    await connectWithBackoff((signal) => client.control.info({}, { signal, timeoutMs: 5000 }), {
+      attempts: opts.connectAttempts ?? 10,
+      signal: opts.signal,
+      onAttempt: opts.onConnectAttempt,
+    });
+  } catch (err) {
+    if (opts.signal?.aborted) throw new BuildKitError("canceled", "build canceled", { cause: err });
+    throw new BuildKitError("unavailable", `BuildKit at ${client.address} is not reachable: ${msg(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+function planExports(opts: BuildOptions): { exporters: ExporterInit[]; targets: (ExportTarget | undefined)[] } {
+  const outputs = (opts.outputs ?? []).map((o) => (typeof o === "string" ? parseOutputSpec(o) : o));
+  const tags = opts.tags ?? [];
+  const exporters: ExporterInit[] = [];
+  const targets: (ExportTarget | undefined)[] = [];
+  if (outputs.length === 0) {
+    if (!opts.imageStore) {
+      throw new BuildKitError("invalid_option", "no output given and no image store to build into");
+    }
+    outputs.push({ type: "image", attrs: {} });
+  }
+  for (const o of outputs) {
+    const attrs = { ...o.attrs };
+    const dest = attrs.dest;
+    delete attrs.dest;
+    if ((o.type === "image" || o.type === "moby") && opts.imageStore) {
+      exporters.push({ type: "image", attrs: imageExportAttrs(opts.imageStore.registryHost, tags, attrs) });
+      targets.push(undefined);
+      continue;
+    }
+    if (isClientExporter(o)) {
+      if (!dest) throw new BuildKitError("invalid_option", `output type=${o.type} needs dest=`);
+      if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name) attrs.name = tags.join(",");
+      exporters.push({ type: o.type, attrs });
+      targets.push(o.type === "local" ? { kind: "local", dest } : { kind: "tar", dest });
+      continue;
+    }
+    exporters.push({ type: o.type, attrs });
+    targets.push(undefined);
+  }
+  return { exporters, targets };
+}
+
+/** The image exporter pushing into Arca's store; untagged builds are pushed by digest (dangling image). */
+function imageExportAttrs(
+  registryHost: string,
+  tags: string[],
+  extra: Record<string, string>,
+): Record<string, string> {
+  const names = tags.map((t) => pushNameFor(registryHost, t));
+  const attrs: Record<string, string> = {
+    push: "true",
+    "registry.insecure": "true",
+    ...extra,
+  };
+  if (names.length) attrs.name = names.join(",");
+  else {
+    attrs.name = `${registryHost}/arca/dangling`;
+    attrs["push-by-digest"] = "true";
+  }
+  return attrs;
+}
+
+async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildResult> {
+  const { dir: dockerfileDir, name: dockerfileName } = dockerfileLocation(opts.context, opts.dockerfile);
+  const { exporters, targets } = planExports(opts);
+  const transfer = createTransferStats();
+  const ac = new AbortController();
+  const onAbort = () => ac.abort(abortReason(opts.signal as AbortSignal));
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  const attachables: Attachable[] = [
+    attachable(Health, createHealthService()),
+    attachable(
+      FileSync,
+      createFileSyncService({
+        dirs: { context: { path: opts.context }, dockerfile: { path: dockerfileDir } },
+        stats: transfer,
+        signal: ac.signal,
+      }),
+    ),
+    attachable(Auth, createAuthService({ credentials: opts.credentials, configPath: opts.dockerConfigPath })),
+    attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
+  ];
+  if (targets.some((t) => t)) attachables.push(attachable(FileSend, createFileSendService({ targets })));
+
+  const ref = newId();
+  const session = startSession(client, {
+    sharedKey: sharedKeyFor(opts.context),
+    attachables,
+    signal: ac.signal,
+  });
+  const first = exporters[0];
+  const req = create(SolveRequestSchema, {
+    Ref: ref,
+    Session: session.id,
+    Frontend: "dockerfile.v0",
+    FrontendAttrs: frontendAttrs({ ...opts, dockerfileName }),
+    Exporters: exporters,
+    // Daemons before v0.13 read only the deprecated single-exporter fields.
+    ExporterDeprecated: first?.type ?? "",
+    ExporterAttrsDeprecated: first?.attrs ?? {},
+    Entitlements: opts.network === "host" ? ["network.host"] : [],
+  });
+
+  const statusAc = new AbortController();
+  const status = drainStatus(client, ref, statusAc.signal, opts.onProgress);
+  try {
+    const res = await client.control.solve(req, { signal: ac.signal });
+    const exporterResponse = { ...res.ExporterResponse };
+    return {
+      ref,
+      exporterResponse,
+      imageId: exporterResponse["containerimage.config.digest"],
+      imageDigest: exporterResponse["containerimage.digest"],
+      transfer,
+    };
+  } catch (err) {
+    throw toBuildError(err, opts.signal);
+  } finally {
+    opts.signal?.removeEventListener("abort", onAbort);
+    await session.close();
+    // Progress keeps draining after Solve returns (final DONE lines), but not forever.
+    const t = setTimeout(() => statusAc.abort(), 2000);
+    await status;
+    clearTimeout(t);
+  }
+}
+
+async function drainStatus(
+  client: ControlClient,
+  ref: string,
+  signal: AbortSignal,
+  onProgress: ((s: StatusResponse) => void) | undefined,
+): Promise<void> {
+  try {
+    for await (const s of client.control.status({ Ref: ref }, { signal })) onProgress?.(s);
+  } catch {
+    // Status is best effort: the Solve result carries the verdict.
+  }
+}
+
+function toBuildError(err: unknown, signal: AbortSignal | undefined): BuildKitError {
+  if (err instanceof BuildKitError) return err;
+  const ce = ConnectError.from(err);
+  if (signal?.aborted || ce.code === Code.Canceled) {
+    return new BuildKitError("canceled", "build canceled", { cause: err });
+  }
+  if (ce.code === Code.Unavailable) {
+    return new BuildKitError("unavailable", `lost connection to BuildKit: ${ce.rawMessage}`, { cause: err });
+  }
+  return new BuildKitError("build_failed", describeSolveError(ce), { cause: err });
+}
+
+function msg(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,16 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+
+/** A service the session offers to BuildKit (as BuildKit's session.Attachable). */
+export interface Attachable {
+  /** Full method paths advertised in x-docker-expose-session-grpc-method. */
+  readonly methods: readonly string[];
+  register(router: ConnectRouter): void;
+}
+
+export function attachable<S extends DescService>(service: S, impl: Partial<ServiceImpl<S>>): Attachable {
+  const methods = service.methods
+    .filter((m) => (impl as Record<string, unknown>)[m.localName] !== undefined)
+    .map((m) => `/${service.typeName}/${m.name}`);
+  return { methods, register: (router) => router.service(service, impl) };
+}

@@ -1,0 +1,309 @@
+import { randomUUID } from "node:crypto";
+import { createWriteStream, type Stats } from "node:fs";
+import { chmod, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { throwIfAborted } from "../util/index.js";
+import { type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
+import { ImageError } from "./errors.js";
+
+/** Big buffers: the measured throughput on these hosts roughly doubles from 64 KiB to 1 MiB. */
+const IO_CHUNK = 1024 * 1024;
+const UPLOAD_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export type BlobSource = Readable | AsyncIterable<Uint8Array>;
+
+export interface IngestOptions {
+  expectedDigest?: string;
+  expectedSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface BlobInfo {
+  digest: Digest;
+  size: number;
+}
+
+/** Inclusive byte range, like HTTP Range and fs.createReadStream. */
+export interface ByteRange {
+  start?: number;
+  end?: number;
+}
+
+/**
+ * Content-addressed blob store in OCI layout (`blobs/sha256/<hex>`).
+ * Writes go to a temp file under `ingest/`, are fsynced and verified, then renamed into place, so a
+ * reader never sees a partial blob and a crash leaves at most a stray ingest file.
+ */
+export class ContentStore {
+  private readonly blobDir: string;
+  private readonly ingestDir: string;
+  /** Running hash of in-process uploads so commit need not re-read the file; rebuilt from disk when absent. */
+  private readonly uploadHashes = new Map<string, { hash: ReturnType<typeof newHash>; size: number }>();
+  private readonly busyUploads = new Set<string>();
+
+  private constructor(readonly root: string) {
+    this.blobDir = join(root, "blobs", "sha256");
+    this.ingestDir = join(root, "ingest");
+  }
+
+  static async open(root: string): Promise<ContentStore> {
+    const store = new ContentStore(root);
+    await mkdir(store.blobDir, { recursive: true });
+    await mkdir(store.ingestDir, { recursive: true });
+    return store;
+  }
+
+  blobPath(digest: string): string {
+    return join(this.blobDir, digestHex(parseDigest(digest)));
+  }
+
+  async stat(digest: string): Promise<{ size: number } | undefined> {
+    const st = await statOrUndefined(this.blobPath(digest));
+    return st?.isFile() ? { size: st.size } : undefined;
+  }
+
+  async has(digest: string): Promise<boolean> {
+    return (await this.stat(digest)) !== undefined;
+  }
+
+  /** Opens the blob first so a missing blob is a blob_not_found error, not a late stream error. */
+  async createReadStream(digest: string, range: ByteRange = {}): Promise<Readable> {
+    const path = this.blobPath(digest);
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, "r");
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageError("blob_not_found", `blob ${digest} not found`);
+      throw err;
+    }
+    return fh.createReadStream({ start: range.start, end: range.end, highWaterMark: IO_CHUNK });
+  }
+
+  /** Reads a small blob (manifest, config) fully; refuses anything above limit. */
+  async readSmall(digest: string, limit = 16 * 1024 * 1024): Promise<Buffer> {
+    const info = await this.stat(digest);
+    if (!info) throw new ImageError("blob_not_found", `blob ${digest} not found`);
+    if (info.size > limit) throw new ImageError("invalid_manifest", `blob ${digest} is too large (${info.size})`);
+    const chunks: Buffer[] = [];
+    for await (const c of await this.createReadStream(digest)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  async ingest(source: BlobSource, opts: IngestOptions = {}): Promise<BlobInfo> {
+    const expected = opts.expectedDigest === undefined ? undefined : parseDigest(opts.expectedDigest);
+    throwIfAborted(opts.signal);
+    if (expected && (await this.has(expected))) {
+      // Already stored: still consume and verify the source so callers observe the same errors either way.
+      const hash = newHash();
+      let size = 0;
+      await pipeline(
+        source,
+        async (src: AsyncIterable<Uint8Array>) => {
+          for await (const c of src) {
+            hash.update(c);
+            size += c.length;
+          }
+        },
+        { signal: opts.signal },
+      );
+      return verify(hashDigest(hash), size, expected, opts.expectedSize);
+    }
+    const tmp = join(this.ingestDir, `blob-${randomUUID()}`);
+    try {
+      const hash = newHash();
+      let size = 0;
+      const hasher = new Transform({
+        highWaterMark: IO_CHUNK,
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          if (opts.expectedSize !== undefined && size > opts.expectedSize) {
+            cb(new ImageError("size_mismatch", `blob is larger than the expected ${opts.expectedSize} bytes`));
+            return;
+          }
+          cb(null, chunk);
+        },
+      });
+      await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx", highWaterMark: IO_CHUNK }), {
+        signal: opts.signal,
+      });
+      const info = verify(hashDigest(hash), size, expected, opts.expectedSize);
+      await this.commitFile(tmp, info.digest);
+      return info;
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+  }
+
+  /** Starts a resumable upload (registry chunked uploads); returns its id. */
+  async startUpload(): Promise<string> {
+    const id = randomUUID();
+    await (await open(this.uploadPath(id), "wx")).close();
+    this.uploadHashes.set(id, { hash: newHash(), size: 0 });
+    return id;
+  }
+
+  async uploadSize(id: string): Promise<number> {
+    const st = await statOrUndefined(this.uploadPath(id));
+    if (!st) throw new ImageError("upload_not_found", `upload ${id} not found`);
+    return st.size;
+  }
+
+  /** Appends source at offset, which must equal the current size (else invalid_offset). Returns the new size. */
+  async appendUpload(
+    id: string,
+    source: BlobSource,
+    opts: { offset?: number; signal?: AbortSignal } = {},
+  ): Promise<number> {
+    return this.withUpload(id, async () => {
+      const current = await this.uploadSize(id);
+      if (opts.offset !== undefined && opts.offset !== current) {
+        throw new ImageError("invalid_offset", `upload ${id} is at offset ${current}, not ${opts.offset}`);
+      }
+      const state = this.uploadHashes.get(id);
+      const hash = state?.size === current ? state.hash : undefined;
+      this.uploadHashes.delete(id);
+      let size = current;
+      const hasher = new Transform({
+        highWaterMark: IO_CHUNK,
+        transform(chunk: Buffer, _enc, cb) {
+          hash?.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline(
+        source,
+        hasher,
+        createWriteStream(this.uploadPath(id), { flags: "a", highWaterMark: IO_CHUNK }),
+        {
+          signal: opts.signal,
+        },
+      );
+      if (hash) this.uploadHashes.set(id, { hash, size });
+      return size;
+    });
+  }
+
+  /** Verifies the upload against expectedDigest and moves it into the blob store. */
+  async commitUpload(id: string, expectedDigest: string, signal?: AbortSignal): Promise<BlobInfo> {
+    const expected = parseDigest(expectedDigest);
+    return this.withUpload(id, async () => {
+      const path = this.uploadPath(id);
+      const size = await this.uploadSize(id);
+      let state = this.uploadHashes.get(id);
+      if (state?.size !== size) {
+        const hash = newHash();
+        for await (const c of (await open(path, "r")).createReadStream({ highWaterMark: IO_CHUNK })) {
+          throwIfAborted(signal);
+          hash.update(c as Buffer);
+        }
+        state = { hash, size };
+      }
+      const info = verify(hashDigest(state.hash.copy()), size, expected, undefined);
+      if (await this.has(info.digest)) await unlink(path);
+      else await this.commitFile(path, info.digest);
+      this.uploadHashes.delete(id);
+      return info;
+    });
+  }
+
+  async abortUpload(id: string): Promise<void> {
+    const path = this.uploadPath(id);
+    this.uploadHashes.delete(id);
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (isNotFound(err)) throw new ImageError("upload_not_found", `upload ${id} not found`);
+      throw err;
+    }
+  }
+
+  /** Returns false when the blob did not exist. */
+  async delete(digest: string): Promise<boolean> {
+    try {
+      await unlink(this.blobPath(digest));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  async *walk(): AsyncGenerator<BlobInfo> {
+    for (const hex of await readdir(this.blobDir)) {
+      const digest = `sha256:${hex}`;
+      if (!isDigest(digest)) continue;
+      const st = await statOrUndefined(join(this.blobDir, hex));
+      if (st?.isFile()) yield { digest, size: st.size };
+    }
+  }
+
+  private uploadPath(id: string): string {
+    if (!UPLOAD_ID_RE.test(id)) throw new ImageError("upload_not_found", `upload ${id} not found`);
+    return join(this.ingestDir, `upload-${id}`);
+  }
+
+  /** One writer per upload at a time: concurrent PATCHes to one session would interleave bytes. */
+  private async withUpload<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    if (this.busyUploads.has(id)) throw new ImageError("upload_busy", `upload ${id} is busy`);
+    this.busyUploads.add(id);
+    try {
+      return await fn();
+    } finally {
+      this.busyUploads.delete(id);
+    }
+  }
+
+  private async commitFile(tmp: string, digest: Digest): Promise<void> {
+    const fh = await open(tmp, "r+");
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await chmod(tmp, 0o444);
+    // rename() replaces atomically, so two concurrent ingests of one blob both succeed with equal bytes.
+    await rename(tmp, this.blobPath(digest));
+    await syncDir(this.blobDir);
+  }
+}
+
+function verify(digest: Digest, size: number, expected: Digest | undefined, expectedSize: number | undefined) {
+  if (expectedSize !== undefined && size !== expectedSize) {
+    throw new ImageError("size_mismatch", `blob size ${size} does not match the expected ${expectedSize}`);
+  }
+  if (expected && digest !== expected) {
+    throw new ImageError("digest_mismatch", `blob digest ${digest} does not match the expected ${expected}`);
+  }
+  return { digest, size };
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === "ENOENT";
+}
+
+/** Wraps bytes as a one-chunk source (for small documents such as manifests). */
+export function bytesSource(bytes: Uint8Array): Readable {
+  return Readable.from([bytes]);
+}

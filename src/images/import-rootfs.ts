@@ -1,0 +1,76 @@
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGzip } from "node:zlib";
+import { throwIfAborted } from "../util/index.js";
+import { bytesSource } from "./content-store.js";
+import { decompressStages } from "./decompress.js";
+import { type Digest, digestOf, hashDigest, newHash } from "./digest.js";
+import type { ImageConfig, ImageStore } from "./image-store.js";
+import { MediaTypes } from "./media-types.js";
+import { hostPlatform } from "./platform.js";
+import { formatReference, parseNormalizedTagged } from "./reference.js";
+
+export interface ImportOptions {
+  /** Name to tag, e.g. `busybox:local`; untagged when omitted. */
+  name?: string;
+  /** Source shown in the history comment, as Docker does (`-` for stdin). */
+  source?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Like `docker import`: one rootfs tarball (plain or gzip) becomes a single gzip layer. The tar is streamed
+ * once; the uncompressed diffID and the compressed digest are hashed on the way through.
+ */
+export async function importRootfs(
+  store: ImageStore,
+  input: Readable,
+  opts: ImportOptions = {},
+): Promise<{ id: Digest; manifestDigest: Digest; name?: string }> {
+  const name = opts.name === undefined ? undefined : formatReference(parseNormalizedTagged(opts.name));
+  throwIfAborted(opts.signal);
+  const diffHash = newHash();
+  const diffHasher = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      diffHash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  const gzip = createGzip();
+  const stages = await decompressStages(input);
+  const [, layer] = await Promise.all([
+    pipeline([input, ...stages, diffHasher, gzip] as unknown as Parameters<typeof pipeline>[0], {
+      signal: opts.signal,
+    }),
+    store.content.ingest(gzip, { signal: opts.signal }),
+  ]);
+  const diffId = hashDigest(diffHash);
+  const created = new Date().toISOString();
+  const platform = hostPlatform();
+  const config: ImageConfig = {
+    architecture: platform.architecture,
+    os: platform.os,
+    created,
+    config: {},
+    rootfs: { type: "layers", diff_ids: [diffId] },
+    history: [{ created, comment: `Imported from ${opts.source ?? "-"}` }],
+  };
+  const configBytes = Buffer.from(JSON.stringify(config));
+  const configInfo = await store.content.ingest(bytesSource(configBytes), {
+    expectedDigest: digestOf(configBytes),
+    signal: opts.signal,
+  });
+  const manifest = {
+    schemaVersion: 2,
+    mediaType: MediaTypes.ociManifest,
+    config: { mediaType: MediaTypes.ociConfig, digest: configInfo.digest, size: configInfo.size },
+    layers: [{ mediaType: MediaTypes.ociLayerGzip, digest: layer.digest, size: layer.size }],
+  };
+  const put = await store.putManifest(Buffer.from(JSON.stringify(manifest)), MediaTypes.ociManifest, {
+    signal: opts.signal,
+  });
+  const id = configInfo.digest;
+  if (name) store.setName(name, put.digest, "import");
+  else store.emit({ type: "import", id });
+  return { id, manifestDigest: put.digest, name };
+}

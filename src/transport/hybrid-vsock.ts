@@ -1,0 +1,102 @@
+import type { Socket } from "node:net";
+import { abortReason } from "../util/index.js";
+import { TransportError, toTransportError } from "./errors.js";
+
+/** A handshake reply longer than this is not a hybrid-vsock muxer talking. */
+const MAX_REPLY_LINE = 256;
+
+/**
+ * Firecracker / Cloud Hypervisor "hybrid vsock": the host side connects to the
+ * VMM's unix socket, writes "CONNECT <port>\n" and gets "OK <assigned>\n";
+ * from then on the socket is the raw guest channel. No library does this.
+ * Bytes that arrive in the same chunk after the OK line belong to the channel
+ * and are pushed back with unshift().
+ */
+export function hybridVsockHandshake(
+  socket: Socket,
+  port: number,
+  what: string,
+  opts: { signal?: AbortSignal | undefined; timeoutMs: number },
+): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const { signal } = opts;
+    let received = new Uint8Array(0);
+    const cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      // Removing the last 'readable' listener leaves the stream neither
+      // flowing nor explicitly paused, so the next consumer starts it normally.
+      socket.off("readable", onReadable);
+      socket.off("error", onError);
+      socket.off("end", onEnd);
+    };
+    const fail = (err: TransportError) => {
+      cleanup();
+      socket.destroy();
+      reject(err);
+    };
+    const onReadable = () => {
+      for (
+        let chunk = socket.read() as Buffer | null;
+        chunk !== null;
+        chunk = socket.read() as Buffer | null
+      ) {
+        received = append(received, chunk);
+        const nl = received.indexOf(0x0a);
+        if (nl < 0) {
+          if (received.length > MAX_REPLY_LINE) return fail(badReply(latin1(received)));
+          continue;
+        }
+        const line = latin1(received.subarray(0, nl)).replace(/\r$/, "");
+        if (!/^OK \S/.test(line)) return fail(badReply(line));
+        const rest = received.subarray(nl + 1);
+        cleanup();
+        if (rest.length > 0) socket.unshift(rest);
+        return resolve(socket);
+      }
+    };
+    const badReply = (line: string) =>
+      new TransportError(
+        "handshake_failed",
+        `${what}: hybrid vsock handshake for port ${port} failed: expected "OK <port>", got ${JSON.stringify(line)}`,
+      );
+    const onEnd = () =>
+      fail(
+        new TransportError(
+          "handshake_failed",
+          `${what}: connection closed during hybrid vsock handshake for port ${port}` +
+            (received.length ? ` after ${JSON.stringify(latin1(received))}` : ""),
+        ),
+      );
+    const onError = (err: Error) => fail(toTransportError(err, `${what}: hybrid vsock handshake`));
+    const onAbort = () =>
+      fail(new TransportError("aborted", `${what}: aborted`, { cause: abortReason(signal as AbortSignal) }));
+    const timer = setTimeout(
+      () =>
+        fail(
+          new TransportError(
+            "timeout",
+            `${what}: no reply to "CONNECT ${port}" within ${opts.timeoutMs}ms (hybrid vsock handshake)`,
+          ),
+        ),
+      opts.timeoutMs,
+    );
+    socket.on("readable", onReadable);
+    socket.once("error", onError);
+    socket.once("end", onEnd);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    socket.write(`CONNECT ${port}\n`);
+  });
+}
+
+function append(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+function latin1(u: Uint8Array): string {
+  return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString("latin1");
+}

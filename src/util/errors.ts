@@ -1,0 +1,32 @@
+/**
+ * Every layer defines one error class with a closed set of codes; each code
+ * belongs to one of these kinds, and the API layer maps kinds (never
+ * messages) to HTTP status in a single function.
+ */
+export type ErrorKind =
+  | "invalid_argument"
+  | "not_found"
+  | "conflict"
+  | "unavailable"
+  | "canceled"
+  | "failed_precondition"
+  | "internal";
+
+export abstract class ArcaError extends Error {
+  abstract readonly kind: ErrorKind;
+  abstract readonly code: string;
+}
+
+/** Walks the `cause` chain for the first ArcaError. */
+export function findArcaError(err: unknown): ArcaError | undefined {
+  let cur: unknown = err;
+  for (let i = 0; i < 16 && cur; i++) {
+    if (cur instanceof ArcaError) return cur;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
