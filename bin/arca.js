@@ -1,5 +1,3 @@
 #!/usr/bin/env node
-// Entry point of the `arca` command; the TypeScript sources are compiled to dist/ by `npm run build` (run by `prepare`).
-import { main } from "../dist/cli/main.js";
-
-process.exitCode = await main(process.argv.slice(2));
+// The `arca` command; `npm run build` (run by `prepare` on install) compiles src/ to dist/.
+import "../dist/cli/run.js";

@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto";
-import { createWriteStream, type Stats } from "node:fs";
+import { createReadStream as createFsReadStream, createWriteStream, type Stats } from "node:fs";
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { throwIfAborted } from "../util/index.js";
-import { type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
+import { type Bytes, type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 
 /** Big buffers: the measured throughput on these hosts roughly doubles from 64 KiB to 1 MiB. */
@@ -23,6 +23,11 @@ export interface IngestOptions {
 export interface BlobInfo {
   digest: Digest;
   size: number;
+}
+
+export interface IngestResult extends BlobInfo {
+  /** False when the blob was already stored (the source was verified and discarded). */
+  created: boolean;
 }
 
 /** Inclusive byte range, like HTTP Range and fs.createReadStream. */
@@ -68,17 +73,16 @@ export class ContentStore {
     return (await this.stat(digest)) !== undefined;
   }
 
-  /** Opens the blob first so a missing blob is a blob_not_found error, not a late stream error. */
-  async createReadStream(digest: string, range: ByteRange = {}): Promise<Readable> {
-    const path = this.blobPath(digest);
-    let fh: Awaited<ReturnType<typeof open>>;
-    try {
-      fh = await open(path, "r");
-    } catch (err) {
-      if (isNotFound(err)) throw new ImageError("blob_not_found", `blob ${digest} not found`);
-      throw err;
-    }
-    return fh.createReadStream({ start: range.start, end: range.end, highWaterMark: IO_CHUNK });
+  /**
+   * Streams a blob (optionally an inclusive byte range). A missing blob surfaces as the stream's error;
+   * callers that need a clean blob_not_found check stat() first.
+   */
+  createReadStream(digest: string, range: ByteRange = {}): Readable {
+    return createFsReadStream(this.blobPath(digest), {
+      start: range.start,
+      end: range.end,
+      highWaterMark: IO_CHUNK,
+    });
   }
 
   /** Reads a small blob (manifest, config) fully; refuses anything above limit. */
@@ -86,12 +90,12 @@ export class ContentStore {
     const info = await this.stat(digest);
     if (!info) throw new ImageError("blob_not_found", `blob ${digest} not found`);
     if (info.size > limit) throw new ImageError("invalid_manifest", `blob ${digest} is too large (${info.size})`);
-    const chunks: Buffer[] = [];
-    for await (const c of await this.createReadStream(digest)) chunks.push(c as Buffer);
+    const chunks: Uint8Array[] = [];
+    for await (const c of this.createReadStream(digest)) chunks.push(c as Uint8Array);
     return Buffer.concat(chunks);
   }
 
-  async ingest(source: BlobSource, opts: IngestOptions = {}): Promise<BlobInfo> {
+  async ingest(source: BlobSource, opts: IngestOptions = {}): Promise<IngestResult> {
     const expected = opts.expectedDigest === undefined ? undefined : parseDigest(opts.expectedDigest);
     throwIfAborted(opts.signal);
     if (expected && (await this.has(expected))) {
@@ -108,7 +112,7 @@ export class ContentStore {
         },
         { signal: opts.signal },
       );
-      return verify(hashDigest(hash), size, expected, opts.expectedSize);
+      return { ...verify(hashDigest(hash), size, expected, opts.expectedSize), created: false };
     }
     const tmp = join(this.ingestDir, `blob-${randomUUID()}`);
     try {
@@ -116,7 +120,7 @@ export class ContentStore {
       let size = 0;
       const hasher = new Transform({
         highWaterMark: IO_CHUNK,
-        transform(chunk: Buffer, _enc, cb) {
+        transform(chunk: Uint8Array, _enc, cb) {
           hash.update(chunk);
           size += chunk.length;
           if (opts.expectedSize !== undefined && size > opts.expectedSize) {
@@ -130,8 +134,9 @@ export class ContentStore {
         signal: opts.signal,
       });
       const info = verify(hashDigest(hash), size, expected, opts.expectedSize);
+      if (await this.has(info.digest)) return { ...info, created: false };
       await this.commitFile(tmp, info.digest);
-      return info;
+      return { ...info, created: true };
     } finally {
       await unlink(tmp).catch(() => {});
     }
@@ -168,7 +173,7 @@ export class ContentStore {
       let size = current;
       const hasher = new Transform({
         highWaterMark: IO_CHUNK,
-        transform(chunk: Buffer, _enc, cb) {
+        transform(chunk: Uint8Array, _enc, cb) {
           hash?.update(chunk);
           size += chunk.length;
           cb(null, chunk);
@@ -196,9 +201,9 @@ export class ContentStore {
       let state = this.uploadHashes.get(id);
       if (state?.size !== size) {
         const hash = newHash();
-        for await (const c of (await open(path, "r")).createReadStream({ highWaterMark: IO_CHUNK })) {
+        for await (const c of createFsReadStream(path, { highWaterMark: IO_CHUNK })) {
           throwIfAborted(signal);
-          hash.update(c as Buffer);
+          hash.update(c as Uint8Array);
         }
         state = { hash, size };
       }
@@ -304,6 +309,6 @@ export function isNotFound(err: unknown): boolean {
 }
 
 /** Wraps bytes as a one-chunk source (for small documents such as manifests). */
-export function bytesSource(bytes: Uint8Array): Readable {
+export function bytesSource(bytes: Bytes): Readable {
   return Readable.from([bytes]);
 }

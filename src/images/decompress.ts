@@ -1,14 +1,14 @@
 import { once } from "node:events";
-import type { Readable } from "node:stream";
+import { PassThrough, type Readable, type Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
 
 /**
- * Peeks at the first bytes of input (without consuming them) and returns the transform stages needed to
- * read it as plain bytes: a gunzip stage for gzip (magic 1f 8b), nothing otherwise.
+ * Peeks at the first bytes of input (without consuming them) and returns the stage that turns it into
+ * plain bytes: gunzip for gzip (magic 1f 8b), a pass-through otherwise.
  */
-export async function decompressStages(input: Readable): Promise<NodeJS.ReadWriteStream[]> {
+export async function decompressor(input: Readable): Promise<Transform> {
   const head = await peek(input);
-  return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b ? [createGunzip()] : [];
+  return head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b ? createGunzip() : new PassThrough();
 }
 
 async function peek(input: Readable): Promise<Buffer> {

@@ -6,6 +6,9 @@ const DIGEST_RE = /^sha256:[a-f0-9]{64}$/;
 
 export type Digest = `sha256:${string}`;
 
+/** Buffer and Uint8Array: the installed @types/node's Buffer no longer assigns to TS 5.9's Uint8Array. */
+export type Bytes = Uint8Array | Buffer;
+
 export function isDigest(value: string): value is Digest {
   return DIGEST_RE.test(value);
 }
@@ -28,6 +31,6 @@ export function hashDigest(hash: Hash): Digest {
   return `sha256:${hash.digest("hex")}`;
 }
 
-export function digestOf(bytes: Uint8Array): Digest {
-  return hashDigest(newHash().update(bytes));
+export function digestOf(bytes: Bytes): Digest {
+  return hashDigest(newHash().update(bytes as Uint8Array));
 }

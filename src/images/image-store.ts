@@ -1,7 +1,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { bytesSource, ContentStore } from "./content-store.js";
-import { type Digest, digestHex, digestOf, isDigest } from "./digest.js";
+import { type Bytes, type Digest, digestHex, digestOf, isDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 import {
   type Descriptor,
@@ -295,6 +295,11 @@ export class ImageStore {
     return this.meta.getManifest(digest);
   }
 
+  /** True when a stored manifest references the blob or the blob is itself a stored manifest. */
+  isBlobReferenced(digest: string): boolean {
+    return this.meta.isBlobReferenced(digest);
+  }
+
   /** Manifest digest a full name points to, or undefined. */
   lookupName(fullName: string): Digest | undefined {
     return this.meta.getName(fullName)?.digest;
@@ -310,7 +315,7 @@ export class ImageStore {
    * it describes (an index registers its host-platform entry).
    */
   async putManifest(
-    bytes: Uint8Array,
+    bytes: Bytes,
     mediaType: string | undefined,
     opts: { requireAllChildren?: boolean; signal?: AbortSignal } = {},
   ): Promise<PutManifestResult> {

@@ -3,7 +3,7 @@ import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import { throwIfAborted } from "../util/index.js";
 import { bytesSource } from "./content-store.js";
-import { decompressStages } from "./decompress.js";
+import { decompressor } from "./decompress.js";
 import { type Digest, digestOf, hashDigest, newHash } from "./digest.js";
 import type { ImageConfig, ImageStore } from "./image-store.js";
 import { MediaTypes } from "./media-types.js";
@@ -31,17 +31,15 @@ export async function importRootfs(
   throwIfAborted(opts.signal);
   const diffHash = newHash();
   const diffHasher = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+    transform(chunk: Uint8Array, _enc, cb) {
       diffHash.update(chunk);
       cb(null, chunk);
     },
   });
   const gzip = createGzip();
-  const stages = await decompressStages(input);
+  const plain = await decompressor(input);
   const [, layer] = await Promise.all([
-    pipeline([input, ...stages, diffHasher, gzip] as unknown as Parameters<typeof pipeline>[0], {
-      signal: opts.signal,
-    }),
+    pipeline(input, plain, diffHasher, gzip, { signal: opts.signal }),
     store.content.ingest(gzip, { signal: opts.signal }),
   ]);
   const diffId = hashDigest(diffHash);

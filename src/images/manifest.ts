@@ -1,4 +1,4 @@
-import { type Digest, isDigest } from "./digest.js";
+import { type Bytes, type Digest, isDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 import { isIndexMediaType, isManifestMediaType } from "./media-types.js";
 import { hostPlatform, type Platform } from "./platform.js";
@@ -48,10 +48,10 @@ function descriptor(v: unknown, what: string): Descriptor {
  * Parses a manifest or index. mediaType is the transport's (Content-Type); when it is missing or generic,
  * the document's own mediaType field, then its shape, decides.
  */
-export function parseManifest(bytes: Uint8Array, mediaType?: string): ParsedManifest {
+export function parseManifest(bytes: Bytes, mediaType?: string): ParsedManifest {
   let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(Buffer.from(bytes).toString("utf8"));
+    doc = JSON.parse(Buffer.from(bytes as Uint8Array).toString("utf8"));
   } catch {
     throw bad("not JSON");
   }

@@ -20,7 +20,7 @@ export function hybridVsockHandshake(
 ): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     const { signal } = opts;
-    let received = new Uint8Array(0);
+    let received: Uint8Array = new Uint8Array(0);
     const cleanup = () => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
@@ -37,9 +37,9 @@ export function hybridVsockHandshake(
     };
     const onReadable = () => {
       for (
-        let chunk = socket.read() as Buffer | null;
+        let chunk = socket.read() as Uint8Array | null;
         chunk !== null;
-        chunk = socket.read() as Buffer | null
+        chunk = socket.read() as Uint8Array | null
       ) {
         received = append(received, chunk);
         const nl = received.indexOf(0x0a);

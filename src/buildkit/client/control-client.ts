@@ -27,7 +27,7 @@ export function createControlClient(dialer: Dialer): ControlClient {
     { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 15 * 60_000 },
     sessionOptions,
   );
-  const transport = createGrpcTransport({ baseUrl: AUTHORITY, httpVersion: "2", sessionManager: manager });
+  const transport = createGrpcTransport({ baseUrl: AUTHORITY, sessionManager: manager });
   const sessions = new Set<http2.ClientHttp2Session>();
   return {
     address: dialer.address,

@@ -117,18 +117,18 @@ function planExports(opts: BuildOptions): { exporters: ExporterInit[]; targets: 
     const dest = attrs.dest;
     delete attrs.dest;
     if ((o.type === "image" || o.type === "moby") && opts.imageStore) {
-      exporters.push({ type: "image", attrs: imageExportAttrs(opts.imageStore.registryHost, tags, attrs) });
+      exporters.push({ Type: "image", Attrs: imageExportAttrs(opts.imageStore.registryHost, tags, attrs) });
       targets.push(undefined);
       continue;
     }
     if (isClientExporter(o)) {
       if (!dest) throw new BuildKitError("invalid_option", `output type=${o.type} needs dest=`);
       if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name) attrs.name = tags.join(",");
-      exporters.push({ type: o.type, attrs });
+      exporters.push({ Type: o.type, Attrs: attrs });
       targets.push(o.type === "local" ? { kind: "local", dest } : { kind: "tar", dest });
       continue;
     }
-    exporters.push({ type: o.type, attrs });
+    exporters.push({ Type: o.type, Attrs: attrs });
     targets.push(undefined);
   }
   return { exporters, targets };
@@ -191,8 +191,8 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
     FrontendAttrs: frontendAttrs({ ...opts, dockerfileName }),
     Exporters: exporters,
     // Daemons before v0.13 read only the deprecated single-exporter fields.
-    ExporterDeprecated: first?.type ?? "",
-    ExporterAttrsDeprecated: first?.attrs ?? {},
+    ExporterDeprecated: first?.Type ?? "",
+    ExporterAttrsDeprecated: first?.Attrs ?? {},
     Entitlements: opts.network === "host" ? ["network.host"] : [],
   });
 

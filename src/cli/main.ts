@@ -1,0 +1,41 @@
+import { errorMessage } from "../util/index.js";
+import { runBuildCommand } from "./build-command.js";
+import { runDaemonCommand } from "./daemon-command.js";
+import { runImageCommand } from "./image-commands.js";
+import { type CommandIO, processIO } from "./io.js";
+
+const USAGE = `Usage: arca COMMAND
+
+Commands:
+  daemon    Run Arca: registry endpoint and supervised BuildKit
+  build     Build an image from a Dockerfile with BuildKit
+  image     Manage images in Arca's store (import, ls, inspect, tag, rm, save, load)
+
+Run 'arca COMMAND --help' for more information on a command.
+`;
+
+export async function main(argv: string[], io: CommandIO = processIO): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "build":
+        return await runBuildCommand(rest, io);
+      case "daemon":
+        return await runDaemonCommand(rest, io);
+      case "image":
+        return await runImageCommand(rest, io);
+      case undefined:
+      case "help":
+      case "--help":
+      case "-h":
+        io.stdout.write(USAGE);
+        return cmd === undefined ? 1 : 0;
+      default:
+        io.stderr.write(`arca: unknown command "${cmd}"\n${USAGE}`);
+        return 1;
+    }
+  } catch (err) {
+    io.stderr.write(`arca: ${errorMessage(err)}\n`);
+    return 1;
+  }
+}
