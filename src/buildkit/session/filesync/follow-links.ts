@@ -1,7 +1,7 @@
 import { lstat, readdir, readlink } from "node:fs/promises";
 import path from "node:path";
-import { basePath, cleanPath, compareGoStrings, dirPath, joinPath } from "./go-path.js";
 import { goGlobMatch } from "./go-glob.js";
+import { basePath, cleanPath, compareGoStrings, dirPath, joinPath } from "./go-path.js";
 
 /**
  * fsutil's FollowLinks: resolves followpaths into include paths, adding both

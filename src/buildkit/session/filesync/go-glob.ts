@@ -4,7 +4,7 @@
  */
 export function goGlobMatch(pattern: string, name: string): boolean {
   const re = globToRegExp(pattern);
-  return re !== undefined && re.test(name);
+  return re?.test(name) === true;
 }
 
 const cache = new Map<string, RegExp | undefined>();

@@ -211,7 +211,8 @@ export class PatternMatcher {
           const parent = dirPath(file);
           if (parent !== ".") {
             const dirs = parent.split("/");
-            for (let j = 0; j < dirs.length && !match; j++) match = pattern.match(dirs.slice(0, j + 1).join("/"));
+            for (let j = 0; j < dirs.length && !match; j++)
+              match = pattern.match(dirs.slice(0, j + 1).join("/"));
           }
         }
       }
