@@ -22,6 +22,7 @@ export function linkTarget(entry: string, linkname: string, kind: "symlink" | "l
   if (linkname.startsWith("/")) throw hostile(`${entry} -> ${linkname}`, "absolute link target");
   const base = kind === "symlink" ? posix.dirname(entry) : ".";
   const joined = posix.normalize(posix.join(base, linkname));
-  if (joined === ".." || joined.startsWith("../")) throw hostile(`${entry} -> ${linkname}`, "link escapes the archive");
+  if (joined === ".." || joined.startsWith("../"))
+    throw hostile(`${entry} -> ${linkname}`, "link escapes the archive");
   return joined;
 }

@@ -89,7 +89,8 @@ export class ContentStore {
   async readSmall(digest: string, limit = 16 * 1024 * 1024): Promise<Buffer> {
     const info = await this.stat(digest);
     if (!info) throw new ImageError("blob_not_found", `blob ${digest} not found`);
-    if (info.size > limit) throw new ImageError("invalid_manifest", `blob ${digest} is too large (${info.size})`);
+    if (info.size > limit)
+      throw new ImageError("invalid_manifest", `blob ${digest} is too large (${info.size})`);
     const chunks: Uint8Array[] = [];
     for await (const c of this.createReadStream(digest)) chunks.push(c as Uint8Array);
     return Buffer.concat(chunks);
@@ -124,7 +125,9 @@ export class ContentStore {
           hash.update(chunk);
           size += chunk.length;
           if (opts.expectedSize !== undefined && size > opts.expectedSize) {
-            cb(new ImageError("size_mismatch", `blob is larger than the expected ${opts.expectedSize} bytes`));
+            cb(
+              new ImageError("size_mismatch", `blob is larger than the expected ${opts.expectedSize} bytes`),
+            );
             return;
           }
           cb(null, chunk);
@@ -276,7 +279,12 @@ export class ContentStore {
   }
 }
 
-function verify(digest: Digest, size: number, expected: Digest | undefined, expectedSize: number | undefined) {
+function verify(
+  digest: Digest,
+  size: number,
+  expected: Digest | undefined,
+  expectedSize: number | undefined,
+) {
   if (expectedSize !== undefined && size !== expectedSize) {
     throw new ImageError("size_mismatch", `blob size ${size} does not match the expected ${expectedSize}`);
   }

@@ -159,7 +159,10 @@ export class ImageStore {
     if (prefix?.[1]) {
       const found = this.meta.findImagesByPrefix(prefix[1]);
       if (found.length > 1) {
-        throw new ImageError("ambiguous_reference", `multiple images match ID prefix ${JSON.stringify(nameOrId)}`);
+        throw new ImageError(
+          "ambiguous_reference",
+          `multiple images match ID prefix ${JSON.stringify(nameOrId)}`,
+        );
       }
       const image = found[0];
       if (image) return { image, digest: image.manifestDigest };
@@ -191,7 +194,8 @@ export class ImageStore {
   tag(src: string, newName: string): string {
     const resolved = this.resolve(src);
     const ref = parseNormalizedTagged(newName);
-    if (ref.digest) throw new ImageError("invalid_reference", `refusing to create a tag with a digest: ${newName}`);
+    if (ref.digest)
+      throw new ImageError("invalid_reference", `refusing to create a tag with a digest: ${newName}`);
     const name = formatReference(ref);
     this.setName(name, resolved.digest, "tag");
     return name;
@@ -205,7 +209,8 @@ export class ImageStore {
     }
     const full = formatReference(ref);
     const image = this.imageForDigest(digest);
-    if (!this.meta.getManifest(digest)) throw new ImageError("manifest_not_found", `manifest ${digest} not found`);
+    if (!this.meta.getManifest(digest))
+      throw new ImageError("manifest_not_found", `manifest ${digest} not found`);
     const prev = this.meta.setName(full, digest);
     if (prev && prev !== digest) {
       const old = this.imageForDigest(prev);
@@ -240,7 +245,9 @@ export class ImageStore {
         return { untagged: [familiarName(resolved.name)], deleted: [] };
       }
     } else if (!opts.force) {
-      const repos = new Set(this.meta.namesForImage(id).map((n) => familiarRepository(parseReference(n.name))));
+      const repos = new Set(
+        this.meta.namesForImage(id).map((n) => familiarRepository(parseReference(n.name))),
+      );
       if (repos.size > 1) {
         throw new ImageError(
           "image_conflict",
@@ -334,7 +341,10 @@ export class ImageStore {
         const st = await this.content.stat(d.digest);
         if (!st) throw new ImageError("blob_not_found", `manifest references unknown blob ${d.digest}`);
         if (st.size !== d.size) {
-          throw new ImageError("invalid_manifest", `blob ${d.digest} is ${st.size} bytes, manifest says ${d.size}`);
+          throw new ImageError(
+            "invalid_manifest",
+            `blob ${d.digest} is ${st.size} bytes, manifest says ${d.size}`,
+          );
         }
       }
       const image = await this.imageRecord(digest, parsed);
@@ -378,12 +388,15 @@ export class ImageStore {
 
   /** Image record for a manifest, or null for non-images (BuildKit attestations, artifacts). */
   private async imageRecord(digest: Digest, m: ImageManifest): Promise<Omit<ImageRow, "addedAt"> | null> {
-    if (m.config.mediaType !== MediaTypes.ociConfig && m.config.mediaType !== MediaTypes.dockerConfig) return null;
+    if (m.config.mediaType !== MediaTypes.ociConfig && m.config.mediaType !== MediaTypes.dockerConfig)
+      return null;
     let config: ImageConfig;
     try {
       config = JSON.parse((await this.content.readSmall(m.config.digest)).toString("utf8")) as ImageConfig;
     } catch (err) {
-      throw new ImageError("invalid_manifest", `image config ${m.config.digest} is not valid JSON`, { cause: err });
+      throw new ImageError("invalid_manifest", `image config ${m.config.digest} is not valid JSON`, {
+        cause: err,
+      });
     }
     if (!config || typeof config !== "object" || config.os === "unknown") return null;
     return {

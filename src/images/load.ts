@@ -38,7 +38,11 @@ interface DockerManifestEntry {
  * tarball, plain or gzip. Blobs stream straight into the content store (digest-checked when the entry
  * name is a digest); nothing is written anywhere else. Blobs that end up unreferenced are removed.
  */
-export async function loadImages(store: ImageStore, input: Readable, signal?: AbortSignal): Promise<LoadedImage[]> {
+export async function loadImages(
+  store: ImageStore,
+  input: Readable,
+  signal?: AbortSignal,
+): Promise<LoadedImage[]> {
   const blobs = new Map<string, BlobInfo>();
   const links = new Map<string, string>();
   const docs = new Map<string, Buffer>();
@@ -61,9 +65,11 @@ export async function loadImages(store: ImageStore, input: Readable, signal?: Ab
         } else if (h.type === "directory") {
           entry.resume();
         } else if (h.type === "file" || h.type === "contiguous-file") {
-          if (size > BLOB_LIMIT) throw new ImageError("invalid_archive", `entry ${path} is too large (${size} bytes)`);
+          if (size > BLOB_LIMIT)
+            throw new ImageError("invalid_archive", `entry ${path} is too large (${size} bytes)`);
           if (METADATA_FILES.has(path)) {
-            if (size > METADATA_LIMIT) throw new ImageError("invalid_archive", `${path} is too large (${size} bytes)`);
+            if (size > METADATA_LIMIT)
+              throw new ImageError("invalid_archive", `${path} is too large (${size} bytes)`);
             docs.set(path, await readAll(entry as unknown as Readable));
           } else if (isBlobPath(path)) {
             const named = OCI_BLOB_RE.exec(path)?.[1] ?? HEX_JSON_RE.exec(path)?.[1];
@@ -165,7 +171,8 @@ async function register(store: ImageStore, a: Archive, signal?: AbortSignal): Pr
     if (!d || typeof d.digest !== "string" || !isDigest(d.digest)) {
       throw new ImageError("invalid_archive", "index.json has an invalid descriptor");
     }
-    if (!(await store.content.has(d.digest))) throw new ImageError("invalid_archive", `archive lacks blob ${d.digest}`);
+    if (!(await store.content.has(d.digest)))
+      throw new ImageError("invalid_archive", `archive lacks blob ${d.digest}`);
     const put = await putTree(store, d, signal);
     if (!put.imageId) continue;
     const names: string[] = [];
@@ -195,8 +202,11 @@ async function register(store: ImageStore, a: Archive, signal?: AbortSignal): Pr
       config: { mediaType: MediaTypes.ociConfig, digest: config.digest, size: config.size },
       layers,
     };
-    const put = await store.putManifest(Buffer.from(JSON.stringify(manifest)), MediaTypes.ociManifest, { signal });
-    if (!put.imageId) throw new ImageError("invalid_archive", `config ${config.digest} is not an image config`);
+    const put = await store.putManifest(Buffer.from(JSON.stringify(manifest)), MediaTypes.ociManifest, {
+      signal,
+    });
+    if (!put.imageId)
+      throw new ImageError("invalid_archive", `config ${config.digest} is not an image config`);
     note(put.imageId, put.digest, e.RepoTags ?? []);
   }
   for (const img of result.values()) if (img.names.length === 0) store.emit({ type: "load", id: img.id });
@@ -227,9 +237,11 @@ async function putTree(store: ImageStore, d: Descriptor, signal?: AbortSignal, d
 /** docker save layers are plain tars (legacy) or whatever the daemon stored; sniff the compression. */
 async function layerMediaType(store: ImageStore, digest: Digest): Promise<string> {
   const head: Uint8Array[] = [];
-  for await (const c of store.content.createReadStream(digest, { start: 0, end: 3 })) head.push(c as Uint8Array);
+  for await (const c of store.content.createReadStream(digest, { start: 0, end: 3 }))
+    head.push(c as Uint8Array);
   const b = Buffer.concat(head);
   if (b[0] === 0x1f && b[1] === 0x8b) return MediaTypes.ociLayerGzip;
-  if (b[0] === 0x28 && b[1] === 0xb5 && b[2] === 0x2f && b[3] === 0xfd) return "application/vnd.oci.image.layer.v1.tar+zstd";
+  if (b[0] === 0x28 && b[1] === 0xb5 && b[2] === 0x2f && b[3] === 0xfd)
+    return "application/vnd.oci.image.layer.v1.tar+zstd";
   return MediaTypes.ociLayer;
 }

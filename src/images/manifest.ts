@@ -58,7 +58,8 @@ export function parseManifest(bytes: Bytes, mediaType?: string): ParsedManifest 
   if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw bad("not an object");
   if (doc.schemaVersion !== 2) throw bad("schemaVersion must be 2");
   const declared = typeof doc.mediaType === "string" ? doc.mediaType : undefined;
-  let mt = mediaType && (isManifestMediaType(mediaType) || isIndexMediaType(mediaType)) ? mediaType : declared;
+  let mt =
+    mediaType && (isManifestMediaType(mediaType) || isIndexMediaType(mediaType)) ? mediaType : declared;
   if (declared && mt && declared !== mt) throw bad(`mediaType ${declared} does not match ${mt}`);
   if (!mt) {
     if (Array.isArray(doc.manifests)) mt = "application/vnd.oci.image.index.v1+json";
@@ -67,7 +68,11 @@ export function parseManifest(bytes: Bytes, mediaType?: string): ParsedManifest 
   }
   if (isIndexMediaType(mt)) {
     if (!Array.isArray(doc.manifests)) throw bad("index has no manifests");
-    return { kind: "index", mediaType: mt, manifests: doc.manifests.map((m, i) => descriptor(m, `manifests[${i}]`)) };
+    return {
+      kind: "index",
+      mediaType: mt,
+      manifests: doc.manifests.map((m, i) => descriptor(m, `manifests[${i}]`)),
+    };
   }
   if (isManifestMediaType(mt)) {
     const config = descriptor(doc.config, "config");
@@ -86,7 +91,10 @@ export function parseManifest(bytes: Bytes, mediaType?: string): ParsedManifest 
  * Picks the index entry for the host platform, then linux/amd64, then the first real image
  * (BuildKit adds attestation manifests with platform unknown/unknown; they are never images).
  */
-export function selectPlatformManifest(index: ImageIndex, want: Platform = hostPlatform()): Descriptor | undefined {
+export function selectPlatformManifest(
+  index: ImageIndex,
+  want: Platform = hostPlatform(),
+): Descriptor | undefined {
   const images = index.manifests.filter(
     (m) => isManifestMediaType(m.mediaType) && m.platform?.os !== "unknown" && !isAttestation(m),
   );

@@ -237,7 +237,8 @@ export class Metadata {
             // A sibling platform's image with no name of its own goes with its index.
             if (child.imageId && this.namesForImage(child.imageId).length === 0) {
               const img = this.getImage(child.imageId);
-              if (img?.manifestDigest === blob) this.db.prepare("DELETE FROM images WHERE id = ?").run(img.id);
+              if (img?.manifestDigest === blob)
+                this.db.prepare("DELETE FROM images WHERE id = ?").run(img.id);
             }
           }
         }

@@ -106,11 +106,21 @@ export async function saveImages(
   await piping;
 }
 
-async function writeBlob(store: ImageStore, pack: tar.Pack, digest: Digest, signal?: AbortSignal): Promise<void> {
+async function writeBlob(
+  store: ImageStore,
+  pack: tar.Pack,
+  digest: Digest,
+  signal?: AbortSignal,
+): Promise<void> {
   const st = await store.content.stat(digest);
   if (!st) throw new ImageError("blob_not_found", `blob ${digest} not found`);
   const source = store.content.createReadStream(digest);
-  const entry = pack.entry({ name: `blobs/sha256/${digestHex(digest)}`, size: st.size, mode: 0o444, mtime: EPOCH });
+  const entry = pack.entry({
+    name: `blobs/sha256/${digestHex(digest)}`,
+    size: st.size,
+    mode: 0o444,
+    mtime: EPOCH,
+  });
   await pipeline(source, entry, { signal });
 }
 
@@ -122,6 +132,8 @@ function writeEntry(pack: tar.Pack, name: string, content: string): Promise<void
 
 function writeDir(pack: tar.Pack, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry({ name, type: "directory", mode: 0o755, mtime: EPOCH }, (err) => (err ? reject(err) : resolve()));
+    pack.entry({ name, type: "directory", mode: 0o755, mtime: EPOCH }, (err) =>
+      err ? reject(err) : resolve(),
+    );
   });
 }

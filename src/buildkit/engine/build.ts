@@ -13,14 +13,14 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Attachable } from "../session/attachable.js";
 import { createAuthService } from "../session/auth/index.js";
-import { type ExportTarget, createFileSendService } from "../session/filesend/index.js";
+import { type ExportTarget, createFileSendService, FileSendRaw } from "../session/filesend/index.js";
 import { type TransferStats, createFileSyncService, createTransferStats } from "../session/filesync/index.js";
 import { createHealthService } from "../session/health.js";
 import { type SecretSource, createSecretsService } from "../session/secrets/index.js";
 import { newId, sharedKeyFor, startSession } from "../session/session.js";
 import { attachable } from "../session/attachable.js";
 import { Auth } from "../gen/moby/filesync/v1/auth_pb.js";
-import { FileSend, FileSync } from "../gen/moby/filesync/v1/filesync_pb.js";
+import { FileSync } from "../gen/moby/filesync/v1/filesync_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { Secrets } from "../gen/moby/buildkit/secrets/v1/secrets_pb.js";
 import { describeSolveError } from "./solve-error.js";
@@ -175,7 +175,7 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
     attachable(Auth, createAuthService({ credentials: opts.credentials, configPath: opts.dockerConfigPath })),
     attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
   ];
-  if (targets.some((t) => t)) attachables.push(attachable(FileSend, createFileSendService({ targets })));
+  if (targets.some((t) => t)) attachables.push(attachable(FileSendRaw, createFileSendService({ targets })));
 
   const ref = newId();
   const session = startSession(client, {

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { open, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -37,6 +38,8 @@ type PacketInit = MessageInitShape<typeof PacketSchema>;
  * well under the 4-16 MiB message limits of buildkitd's gRPC client.
  */
 export const DEFAULT_CHUNK_SIZE = 1 << 20;
+/** Files up to this size are read in one synchronous call. */
+const SMALL_FILE = 128 << 10;
 /** Bytes of packets waiting for the HTTP/2 stream before producers pause. */
 const QUEUE_BYTES = 4 << 20;
 /** Files sent concurrently (fsutil uses 4; more hides Node's per-call fs latency for small files). */
@@ -144,6 +147,7 @@ async function* sendDiffCopy(
   };
 
   const sendFile = async (id: number, rel: string, size: number) => {
+    if (size <= SMALL_FILE) return sendSmallFile(id, rel);
     // Like fsutil, a file that can no longer be opened is sent as empty.
     const fh = await open(path.join(root, rel), "r").catch(() => undefined);
     if (fh) {
@@ -170,6 +174,31 @@ async function* sendDiffCopy(
         await fh.close();
       }
     }
+    await out.push({ type: Packet_PacketType.PACKET_DATA, ID: id }, 8);
+    count("filesSent");
+  };
+
+  /**
+   * Small files are read synchronously in one call: three thread-pool round
+   * trips (open, read, close) per file dominated contexts of many small files.
+   */
+  const sendSmallFile = async (id: number, rel: string) => {
+    let data: Buffer | undefined;
+    try {
+      data = readFileSync(path.join(root, rel));
+    } catch {
+      data = undefined; // Like fsutil, a file that can no longer be read is sent as empty.
+    }
+    if (data && data.length > chunkSize) {
+      // Grew since the walk: fall back to chunks.
+      for (let off = 0; off < data.length; off += chunkSize) {
+        const part = data.subarray(off, off + chunkSize);
+        await out.push({ type: Packet_PacketType.PACKET_DATA, ID: id, data: part }, part.length);
+      }
+    } else if (data?.length) {
+      await out.push({ type: Packet_PacketType.PACKET_DATA, ID: id, data }, data.length);
+    }
+    count("bytesSent", data?.length ?? 0);
     await out.push({ type: Packet_PacketType.PACKET_DATA, ID: id }, 8);
     count("filesSent");
   };

@@ -1,0 +1,156 @@
+/**
+ * `npm run bench`: Arca (`arca build`, the real CLI) against `buildctl build`
+ * on the same buildkitd in the same run, both pushing the result into Arca's
+ * registry endpoint. Prints median wall times and the ratio Arca/buildctl.
+ * Target: ≤ 1.10 on each case.
+ */
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { createRegistryServer, ImageStore } from "../src/images/index.js";
+import { freePort, startBuildkitd } from "../test/support/buildkitd.js";
+import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
+import { tool } from "../test/support/tools.js";
+import { importRootfs } from "../src/images/index.js";
+import { createReadStream } from "node:fs";
+
+const run = promisify(execFile);
+const repo = path.resolve(import.meta.dirname, "..");
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+interface Case {
+  name: string;
+  context: string;
+  /** Called before every run (e.g. change one file so the transfer is real). */
+  before?: (i: number) => Promise<void>;
+}
+
+async function main(): Promise<void> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-"));
+  const port = await freePort();
+  const bk = await startBuildkitd({ registryPort: port });
+  const dataRoot = path.join(tmp, "data");
+  const store = await ImageStore.open(path.join(dataRoot, "images"));
+  const rootfs = path.join(tmp, "busybox.tar");
+  await writeBusyboxRootfs(rootfs);
+  await importRootfs(store, createReadStream(rootfs), { name: "busybox:local" });
+  // One registry endpoint serves both tools; `arca build` uses it through --registry-less daemon mode below.
+  const registry = createRegistryServer(store);
+  const registryAddr = await registry.listen(`tcp://127.0.0.1:${port}`);
+  const registryHost = new URL(registryAddr).host;
+  await mkdir(path.join(dataRoot, "run"), { recursive: true });
+  await writeFile(
+    path.join(dataRoot, "run", "daemon.json"),
+    JSON.stringify({ pid: process.pid, buildkitAddr: bk.addr, registryHost }),
+  );
+  try {
+    const cases = await makeCases(tmp);
+    const rows: string[] = [];
+    for (const c of cases) {
+      const arca = async () =>
+        run(process.execPath, [path.join(repo, "bin/arca.js"), "build", "-q", "--data-root", dataRoot, "-t", "bench:arca", c.context], {
+          maxBuffer: 64 << 20,
+        });
+      const buildctl = async () =>
+        run(
+          tool("buildctl"),
+          [
+            "--addr",
+            bk.addr,
+            "build",
+            "--progress=quiet",
+            "--frontend",
+            "dockerfile.v0",
+            "--local",
+            `context=${c.context}`,
+            "--local",
+            `dockerfile=${c.context}`,
+            "--opt",
+            "force-network-mode=none",
+            "--output",
+            `type=image,name=${registryHost}/library/bench:buildctl,push=true,registry.insecure=true`,
+          ],
+          { maxBuffer: 64 << 20 },
+        );
+      // Warm up both (first transfer of the context, base image pull).
+      await arca();
+      await buildctl();
+      const ta: number[] = [];
+      const tb: number[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        await c.before?.(i * 2);
+        ta.push(await timed(arca));
+        await c.before?.(i * 2 + 1);
+        tb.push(await timed(buildctl));
+      }
+      const a = median(ta);
+      const b = median(tb);
+      rows.push(`${c.name.padEnd(28)} arca ${a.toFixed(3)}s  buildctl ${b.toFixed(3)}s  ratio ${(a / b).toFixed(2)}`);
+      process.stdout.write(`${rows[rows.length - 1]}\n`);
+    }
+  } finally {
+    await registry.close();
+    store.close();
+    await bk.stop();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function makeCases(tmp: string): Promise<Case[]> {
+  const trivial = path.join(tmp, "trivial");
+  await mkdir(trivial);
+  await writeFile(path.join(trivial, "Dockerfile"), "FROM busybox:local\nRUN echo hello > /hello\n");
+
+  const many = path.join(tmp, "many");
+  await mkdir(many);
+  await writeFile(path.join(many, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\n");
+  for (let d = 0; d < 100; d++) {
+    const dir = path.join(many, `d${d}`);
+    await mkdir(dir);
+    await Promise.all(Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)));
+  }
+
+  const big = path.join(tmp, "big");
+  await mkdir(big);
+  await writeFile(path.join(big, "Dockerfile"), "FROM busybox:local\nCOPY big.bin /big.bin\n");
+  const fh = await open(path.join(big, "big.bin"), "w");
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < 512; i++) {
+    chunk.fill(i % 251);
+    await fh.write(chunk);
+  }
+  await fh.close();
+
+  return [
+    { name: "trivial (cached)", context: trivial },
+    {
+      name: "20,000 files, 1 changed",
+      context: many,
+      before: (i) => writeFile(path.join(many, "d7", "f7.txt"), `run ${i}\n`),
+    },
+    {
+      name: "512 MiB file, changed",
+      context: big,
+      before: async (i) => {
+        const f = await open(path.join(big, "big.bin"), "r+");
+        await f.write(Buffer.from(`run ${i} `), 0, undefined, 0);
+        await f.close();
+      },
+    },
+  ];
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+await main();

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { after, before, test } from "node:test";
+import { ContentStore } from "./content-store.js";
+import { ImageError } from "./errors.js";
+
+let root: string;
+let store: ContentStore;
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), "arca-cs-"));
+  store = await ContentStore.open(root);
+});
+after(() => rm(root, { recursive: true, force: true }));
+
+const sha = (b: Buffer | string) => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+function chunks(data: Buffer, size = 1000): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < data.length; i += size) parts.push(data.subarray(i, i + size));
+  return Readable.from(parts);
+}
+const isCode = (code: string) => (err: unknown) => err instanceof ImageError && err.code === code;
+
+test("ingest stores a blob at blobs/sha256/<hex>, verifies it and leaves no temp file", async () => {
+  const data = Buffer.alloc(300_000, 7);
+  const info = await store.ingest(chunks(data), { expectedDigest: sha(data), expectedSize: data.length });
+  assert.deepEqual(info, { digest: sha(data), size: data.length, created: true });
+  assert.deepEqual(await readFile(join(root, "blobs/sha256", sha(data).slice(7))), data);
+  assert.deepEqual(await store.stat(sha(data)), { size: data.length });
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+  const again = await store.ingest(chunks(data), { expectedDigest: sha(data) });
+  assert.equal(again.created, false);
+});
+
+test("digest or size mismatch leaves nothing behind", async () => {
+  const data = Buffer.from("hello world");
+  const wrong = sha("something else");
+  await assert.rejects(store.ingest(chunks(data, 3), { expectedDigest: wrong }), isCode("digest_mismatch"));
+  await assert.rejects(store.ingest(chunks(data, 3), { expectedSize: 3 }), isCode("size_mismatch"));
+  await assert.rejects(store.ingest(chunks(data, 3), { expectedSize: 100 }), isCode("size_mismatch"));
+  assert.equal(await store.has(wrong), false);
+  assert.equal(await store.has(sha(data)), false);
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+});
+
+test("an existing blob is verified against the source, and kept", async () => {
+  const data = Buffer.from("kept");
+  await store.ingest(chunks(data), {});
+  await assert.rejects(
+    store.ingest(Readable.from([Buffer.from("different")]), { expectedDigest: sha(data) }),
+    isCode("digest_mismatch"),
+  );
+  assert.deepEqual(await readFile(store.blobPath(sha(data))), data);
+});
+
+test("an aborted or failing source leaves nothing behind", async () => {
+  async function* failing() {
+    yield Buffer.from("partial");
+    throw new Error("source broke");
+  }
+  await assert.rejects(store.ingest(failing()), /source broke/);
+  const ac = new AbortController();
+  async function* slow() {
+    yield Buffer.from("x");
+    ac.abort();
+    yield Buffer.from("y");
+  }
+  await assert.rejects(store.ingest(slow(), { signal: ac.signal }), { name: "AbortError" });
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+  assert.equal(await store.has(sha("partial")), false);
+});
+
+test("concurrent ingests of the same blob both succeed with one file", async () => {
+  const data = Buffer.alloc(2_000_000, 3);
+  const results = await Promise.all(
+    Array.from({ length: 6 }, () => store.ingest(chunks(data, 65536), { expectedDigest: sha(data) })),
+  );
+  for (const r of results) assert.equal(r.digest, sha(data));
+  assert.deepEqual(await readFile(store.blobPath(sha(data))), data);
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+});
+
+test("malformed digests are rejected", async () => {
+  for (const d of [
+    "sha256:abc",
+    `sha512:${"a".repeat(64)}`,
+    `sha256:${"A".repeat(64)}`,
+    "../../etc/passwd",
+  ]) {
+    await assert.rejects(store.stat(d), isCode("invalid_digest"), d);
+    await assert.rejects(store.ingest(Readable.from([]), { expectedDigest: d }), isCode("invalid_digest"), d);
+  }
+});
+
+test("range reads, walk and delete", async () => {
+  const data = Buffer.from("0123456789");
+  const { digest } = await store.ingest(chunks(data, 4));
+  const part: Buffer[] = [];
+  for await (const c of store.createReadStream(digest, { start: 2, end: 5 })) part.push(c);
+  assert.equal(Buffer.concat(part).toString(), "2345");
+  const all: string[] = [];
+  for await (const b of store.walk()) all.push(b.digest);
+  assert.ok(all.includes(digest));
+  assert.equal(await store.delete(digest), true);
+  assert.equal(await store.delete(digest), false);
+  assert.equal(await store.has(digest), false);
+});
+
+test("resumable uploads: append at offset, reject bad offsets, commit verifies", async () => {
+  const data = Buffer.from("chunk-one|chunk-two|chunk-three");
+  const id = await store.startUpload();
+  assert.equal(await store.uploadSize(id), 0);
+  assert.equal(await store.appendUpload(id, Readable.from([data.subarray(0, 10)]), { offset: 0 }), 10);
+  await assert.rejects(
+    store.appendUpload(id, Readable.from([data.subarray(10)]), { offset: 5 }),
+    isCode("invalid_offset"),
+  );
+  assert.equal(await store.appendUpload(id, Readable.from([data.subarray(10)]), { offset: 10 }), data.length);
+  await assert.rejects(store.commitUpload(id, sha("nope")), isCode("digest_mismatch"));
+  const info = await store.commitUpload(id, sha(data));
+  assert.deepEqual(info, { digest: sha(data), size: data.length });
+  assert.deepEqual(await readFile(store.blobPath(sha(data))), data);
+  await assert.rejects(store.uploadSize(id), isCode("upload_not_found"));
+
+  // A fresh store (another process) still commits by re-reading the upload file.
+  const id2 = await store.startUpload();
+  await store.appendUpload(id2, Readable.from([Buffer.from("other")]));
+  const other = await ContentStore.open(root);
+  assert.equal((await other.commitUpload(id2, sha("other"))).size, 5);
+
+  const id3 = await store.startUpload();
+  await store.abortUpload(id3);
+  await assert.rejects(store.uploadSize(id3), isCode("upload_not_found"));
+  await assert.rejects(store.uploadSize("../../x"), isCode("upload_not_found"));
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+});

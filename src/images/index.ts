@@ -1,0 +1,38 @@
+export {
+  type BlobInfo,
+  type BlobSource,
+  type ByteRange,
+  ContentStore,
+  type IngestOptions,
+  type IngestResult,
+} from "./content-store.js";
+export { type Digest, isDigest, parseDigest } from "./digest.js";
+export { ImageError, type ImageErrorCode } from "./errors.js";
+export {
+  type ImageConfig,
+  type ImageEvent,
+  type ImageEventType,
+  type ImageInspect,
+  ImageStore,
+  type ImageStoreOptions,
+  type ImageSummary,
+  type PutManifestResult,
+  type RemoveResult,
+  type ResolvedImage,
+} from "./image-store.js";
+export { type ImportOptions, importRootfs } from "./import-rootfs.js";
+export { type LoadedImage, loadImages } from "./load.js";
+export type { Descriptor, ImageIndex, ImageManifest, ParsedManifest } from "./manifest.js";
+export { MediaTypes } from "./media-types.js";
+export { hostPlatform, type Platform } from "./platform.js";
+export {
+  familiarName,
+  familiarString,
+  formatReference,
+  parseNormalizedTagged,
+  parseReference,
+  type Reference,
+} from "./reference.js";
+export { pushNameFor, storeRepository } from "./registry/name-mapping.js";
+export { createRegistryServer, type RegistryServer, type RegistryServerOptions } from "./registry/server.js";
+export { saveImages } from "./save.js";

@@ -1,0 +1,30 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ImageError } from "../errors.js";
+import { pushNameFor, storeRepository } from "./name-mapping.js";
+
+test("mirror requests use ns; pushes map the path's first component", () => {
+  assert.equal(storeRepository("library/busybox", "docker.io"), "docker.io/library/busybox");
+  assert.equal(storeRepository("busybox", "docker.io"), "docker.io/library/busybox");
+  assert.equal(storeRepository("x/y", "ghcr.io"), "ghcr.io/x/y");
+  assert.equal(storeRepository("library/demo"), "docker.io/library/demo");
+  assert.equal(storeRepository("foo/bar"), "docker.io/foo/bar");
+  assert.equal(storeRepository("ghcr.io/x/y"), "ghcr.io/x/y");
+  assert.equal(storeRepository("localhost/a"), "localhost/a");
+  for (const bad of ["UPPER/x", "a//b", "a:b", "a@sha256:x", "../x"]) {
+    assert.throws(
+      () => storeRepository(bad),
+      (e: unknown) => e instanceof ImageError && e.code === "invalid_reference",
+      bad,
+    );
+  }
+});
+
+test("pushNameFor round-trips through storeRepository", () => {
+  assert.equal(pushNameFor("127.0.0.1:5000", "demo:1"), "127.0.0.1:5000/library/demo:1");
+  assert.equal(pushNameFor("127.0.0.1:5000", "demo"), "127.0.0.1:5000/library/demo:latest");
+  assert.equal(pushNameFor("127.0.0.1:5000", "foo/bar:3"), "127.0.0.1:5000/foo/bar:3");
+  assert.equal(pushNameFor("127.0.0.1:5000", "ghcr.io/x/y:2"), "127.0.0.1:5000/ghcr.io/x/y:2");
+  assert.equal(storeRepository("ghcr.io/x/y"), "ghcr.io/x/y");
+  assert.throws(() => pushNameFor("127.0.0.1:5000", "localhost:5000/a:1"), ImageError);
+});
