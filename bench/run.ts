@@ -5,16 +5,15 @@
  * Target: ≤ 1.10 on each case.
  */
 import { execFile } from "node:child_process";
+import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { createRegistryServer, ImageStore } from "../src/images/index.js";
+import { createRegistryServer, ImageStore, importRootfs } from "../src/images/index.js";
 import { freePort, startBuildkitd } from "../test/support/buildkitd.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { tool } from "../test/support/tools.js";
-import { importRootfs } from "../src/images/index.js";
-import { createReadStream } from "node:fs";
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, "..");
@@ -50,9 +49,22 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     for (const c of cases) {
       const arca = async () =>
-        run(process.execPath, [path.join(repo, "bin/arca.js"), "build", "-q", "--data-root", dataRoot, "-t", "bench:arca", c.context], {
-          maxBuffer: 64 << 20,
-        });
+        run(
+          process.execPath,
+          [
+            path.join(repo, "bin/arca.js"),
+            "build",
+            "-q",
+            "--data-root",
+            dataRoot,
+            "-t",
+            "bench:arca",
+            c.context,
+          ],
+          {
+            maxBuffer: 64 << 20,
+          },
+        );
       const buildctl = async () =>
         run(
           tool("buildctl"),
@@ -87,7 +99,9 @@ async function main(): Promise<void> {
       }
       const a = median(ta);
       const b = median(tb);
-      rows.push(`${c.name.padEnd(28)} arca ${a.toFixed(3)}s  buildctl ${b.toFixed(3)}s  ratio ${(a / b).toFixed(2)}`);
+      rows.push(
+        `${c.name.padEnd(28)} arca ${a.toFixed(3)}s  buildctl ${b.toFixed(3)}s  ratio ${(a / b).toFixed(2)}`,
+      );
       process.stdout.write(`${rows[rows.length - 1]}\n`);
     }
   } finally {
@@ -109,7 +123,9 @@ async function makeCases(tmp: string): Promise<Case[]> {
   for (let d = 0; d < 100; d++) {
     const dir = path.join(many, `d${d}`);
     await mkdir(dir);
-    await Promise.all(Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)));
+    await Promise.all(
+      Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)),
+    );
   }
 
   const big = path.join(tmp, "big");

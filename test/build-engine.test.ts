@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { build, BuildKitError, type StatusResponse } from "../src/buildkit/index.js";
+import { BuildKitError, build, type StatusResponse } from "../src/buildkit/index.js";
 import { createRegistryServer, ImageStore } from "../src/images/index.js";
 import { type Buildkitd, freePort, startBuildkitd } from "./support/buildkitd.js";
 import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
@@ -146,13 +146,19 @@ describe("build engine against a real buildkitd", () => {
   test("build(): cache is used, --no-cache rebuilds, only changed files cross", async () => {
     {
       const ctx = path.join(tmp, "cache");
-      await writeTree(ctx, { Dockerfile: "FROM busybox:local\nCOPY . /ctx\nRUN cat /ctx/a.txt > /copy\n", "a.txt": "1" });
+      await writeTree(ctx, {
+        Dockerfile: "FROM busybox:local\nCOPY . /ctx\nRUN cat /ctx/a.txt > /copy\n",
+        "a.txt": "1",
+      });
       const opts = { addr: bk.addr, context: ctx, imageStore: { registryHost: `127.0.0.1:${port}` } };
       const first = await build({ ...opts, tags: ["cache:1"] });
       assert.ok(first.imageId);
       const cachedRun = await collectCached({ ...opts, tags: ["cache:2"] });
       assert.equal(cachedRun.result.imageId, first.imageId);
-      assert.ok(cachedRun.cached.some((n) => n.includes("RUN cat")), `RUN not cached: ${cachedRun.cached}`);
+      assert.ok(
+        cachedRun.cached.some((n) => n.includes("RUN cat")),
+        `RUN not cached: ${cachedRun.cached}`,
+      );
       const noCache = await collectCached({ ...opts, tags: ["cache:3"], noCache: true });
       assert.ok(!noCache.cached.some((n) => n.includes("RUN cat")), "RUN cached despite noCache");
     }
@@ -177,11 +183,16 @@ describe("build engine against a real buildkitd", () => {
   test("build(): a second build of a 20,000-file context transfers only the changed file", async () => {
     const ctx = path.join(tmp, "many");
     await mkdir(ctx, { recursive: true });
-    await writeFile(path.join(ctx, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\nRUN ls -R /ctx | wc -l\n");
+    await writeFile(
+      path.join(ctx, "Dockerfile"),
+      "FROM busybox:local\nCOPY . /ctx\nRUN ls -R /ctx | wc -l\n",
+    );
     for (let d = 0; d < 100; d++) {
       const dir = path.join(ctx, `d${d}`);
       await mkdir(dir);
-      await Promise.all(Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)));
+      await Promise.all(
+        Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)),
+      );
     }
     const opts = { addr: bk.addr, context: ctx, outputs: [`type=tar,dest=${path.join(tmp, "many.tar")}`] };
     const first = (await build(opts)).transfer.dirs.context;
@@ -258,4 +269,3 @@ async function collectCached(opts: Parameters<typeof build>[0]) {
   });
   return { result, cached: [...cached] };
 }
-

@@ -1,10 +1,16 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { build, BuildKitError, PlainProgressPrinter, type SecretSource, parseSecretSpec } from "../buildkit/index.js";
+import {
+  BuildKitError,
+  build,
+  PlainProgressPrinter,
+  parseSecretSpec,
+  type SecretSource,
+} from "../buildkit/index.js";
 import { createRegistryServer, ImageStore } from "../images/index.js";
-import { resolveDataRoot } from "./data-root.js";
 import { readDaemonState } from "./daemon-state.js";
+import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
 
 const HELP = `Usage: arca build [OPTIONS] PATH
@@ -67,10 +73,14 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   }
   const dataRoot = resolveDataRoot(values["data-root"]);
   // Without an explicit address, build through the running `arca daemon` (its BuildKit and registry endpoint).
-  const daemon = values["buildkit-addr"] || process.env.BUILDKIT_HOST ? undefined : await readDaemonState(dataRoot);
+  const daemon =
+    values["buildkit-addr"] || process.env.BUILDKIT_HOST ? undefined : await readDaemonState(dataRoot);
   const addr = values["buildkit-addr"] ?? process.env.BUILDKIT_HOST ?? daemon?.buildkitAddr;
   if (!addr) {
-    throw new BuildKitError("invalid_option", "no BuildKit: start `arca daemon` (npm start) or pass --buildkit-addr");
+    throw new BuildKitError(
+      "invalid_option",
+      "no BuildKit: start `arca daemon` (npm start) or pass --buildkit-addr",
+    );
   }
   const network = values.network ?? "none";
   if (network !== "none" && network !== "host") {
@@ -80,7 +90,10 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   const outputs = values.output ?? [];
   const needStore = outputs.length === 0;
   if (needStore && !values.registry && !daemon) {
-    throw new BuildKitError("invalid_option", "building into the image store needs --registry (or use --output)");
+    throw new BuildKitError(
+      "invalid_option",
+      "building into the image store needs --registry (or use --output)",
+    );
   }
 
   const ac = new AbortController();
@@ -90,7 +103,9 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   const store = needStore && !daemon ? await ImageStore.open(path.join(dataRoot, "images")) : undefined;
   const registry = store ? createRegistryServer(store) : undefined;
   try {
-    const registryHost = registry ? hostOf(await registry.listen(values.registry as string)) : daemon?.registryHost;
+    const registryHost = registry
+      ? hostOf(await registry.listen(values.registry as string))
+      : daemon?.registryHost;
     const printer = quiet ? undefined : new PlainProgressPrinter(io.stderr);
     const result = await build({
       addr,
@@ -111,7 +126,9 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       onProgress: printer ? (s) => printer.update(s) : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {
-          io.stderr.write(`connecting to BuildKit (attempt ${attempt}/${attempts}, retry in ${delayMs / 1000}s): ${error.message}\n`);
+          io.stderr.write(
+            `connecting to BuildKit (attempt ${attempt}/${attempts}, retry in ${delayMs / 1000}s): ${error.message}\n`,
+          );
         }
       },
     });
@@ -147,7 +164,8 @@ function keyValues(list: string[], what: string, fromEnv: boolean): Record<strin
     const eq = item.indexOf("=");
     if (eq > 0) out[item.slice(0, eq)] = item.slice(eq + 1);
     else if (fromEnv && eq < 0 && process.env[item] !== undefined) out[item] = process.env[item] as string;
-    else if (!fromEnv || eq === 0) throw new BuildKitError("invalid_option", `invalid ${what} "${item}" (want KEY=VALUE)`);
+    else if (!fromEnv || eq === 0)
+      throw new BuildKitError("invalid_option", `invalid ${what} "${item}" (want KEY=VALUE)`);
   }
   return out;
 }
@@ -164,6 +182,7 @@ function secrets(specs: string[]): Record<string, SecretSource> {
 /** `tcp://127.0.0.1:5000` → `127.0.0.1:5000`, the host BuildKit pushes to. */
 function hostOf(addr: string): string {
   const u = new URL(addr);
-  if (u.protocol !== "tcp:") throw new BuildKitError("invalid_option", `--registry must be a tcp:// address, got ${addr}`);
+  if (u.protocol !== "tcp:")
+    throw new BuildKitError("invalid_option", `--registry must be a tcp:// address, got ${addr}`);
   return u.host;
 }

@@ -5,8 +5,8 @@ import { createControlClient, waitReady } from "../buildkit/index.js";
 import { createRegistryServer, ImageStore } from "../images/index.js";
 import { HostBuildkitd, requireTool, toolsBin } from "../sandbox/index.js";
 import { parseDialAddress } from "../transport/index.js";
-import { resolveDataRoot } from "./data-root.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
+import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
 
 const HELP = `Usage: arca daemon [--data-root DIR] [--registry tcp://127.0.0.1:PORT]
@@ -54,7 +54,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     await waitReady(client, {
       signal: stop.signal,
       onConnectAttempt: ({ attempt, attempts, error }) => {
-        if (error) io.stderr.write(`arca: waiting for BuildKit (attempt ${attempt}/${attempts}): ${error.message}\n`);
+        if (error)
+          io.stderr.write(`arca: waiting for BuildKit (attempt ${attempt}/${attempts}): ${error.message}\n`);
       },
     });
     const info = await client.control.info({});
@@ -62,7 +63,9 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     io.stderr.write(
       `arca: ready in ${((performance.now() - t0) / 1000).toFixed(2)}s — BuildKit ${info.buildkitVersion?.version} at ${bk.addr}, registry endpoint ${registryAddr}, data root ${dataRoot}\n`,
     );
-    await new Promise<void>((resolve) => stop.signal.addEventListener("abort", () => resolve(), { once: true }));
+    await new Promise<void>((resolve) =>
+      stop.signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
     io.stderr.write("arca: stopping\n");
     return 0;
   } finally {

@@ -35,7 +35,10 @@ export class HostBuildkitd {
   async start(): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true });
     await mkdir(path.dirname(this.opts.socket), { recursive: true });
-    await writeFile(path.join(this.opts.dir, "buildkitd.toml"), buildkitdConfig({ registryHost: this.opts.registryHost }));
+    await writeFile(
+      path.join(this.opts.dir, "buildkitd.toml"),
+      buildkitdConfig({ registryHost: this.opts.registryHost }),
+    );
     this.#logStream = createWriteStream(path.join(this.opts.dir, "buildkitd.log"), { flags: "a" });
     await this.#spawn();
   }
@@ -53,7 +56,10 @@ export class HostBuildkitd {
         this.addr,
         "--oci-worker-net=host",
       ],
-      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PATH: `${this.opts.toolsBin}:${process.env.PATH}` } },
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, PATH: `${this.opts.toolsBin}:${process.env.PATH}` },
+      },
     );
     this.#proc = proc;
     proc.stdout?.pipe(this.#logStream as WriteStream, { end: false });

@@ -49,7 +49,15 @@ export async function startBuildkitd(opts: { registryPort: number }): Promise<Bu
   const out = createWriteStream(logFile);
   const proc = spawn(
     bin,
-    ["--config", config, "--root", path.join(dir, "root"), "--addr", `unix://${sock}`, "--oci-worker-net=host"],
+    [
+      "--config",
+      config,
+      "--root",
+      path.join(dir, "root"),
+      "--addr",
+      `unix://${sock}`,
+      "--oci-worker-net=host",
+    ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}` } },
   );
   proc.stdout?.pipe(out);

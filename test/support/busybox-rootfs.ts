@@ -1,7 +1,6 @@
 import { execFileSync } from "node:child_process";
-import { createReadStream, statSync } from "node:fs";
+import { createReadStream, createWriteStream, statSync } from "node:fs";
 import { pipeline } from "node:stream/promises";
-import { createWriteStream } from "node:fs";
 import tar from "tar-stream";
 
 const BUSYBOX = "/usr/bin/busybox";

@@ -1,6 +1,6 @@
-import { createGunzip } from "node:zlib";
-import { pipeline } from "node:stream/promises";
 import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
 import type { ImageStore } from "../../src/images/index.js";
 
@@ -30,14 +30,16 @@ export async function imageFiles(store: ImageStore, name: string): Promise<Map<s
         stream.on("end", () => {
           if (base.startsWith(".wh.")) {
             const target = p.slice(0, p.length - base.length) + base.slice(4);
-            for (const k of [...files.keys()]) if (k === target || k.startsWith(`${target}/`)) files.delete(k);
+            for (const k of [...files.keys()])
+              if (k === target || k.startsWith(`${target}/`)) files.delete(k);
           } else {
             files.set(p, {
               type: h.type ?? "file",
               mode: (h.mode ?? 0) & 0o7777,
               uid: h.uid ?? 0,
               gid: h.gid ?? 0,
-              content: h.type === "file" && (h.size ?? 0) < 65536 ? Buffer.concat(chunks).toString() : undefined,
+              content:
+                h.type === "file" && (h.size ?? 0) < 65536 ? Buffer.concat(chunks).toString() : undefined,
               linkname: h.linkname ?? undefined,
             });
           }

@@ -1,3 +1,4 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pushNameFor } from "../../images/index.js";
@@ -5,27 +6,26 @@ import { connectWithBackoff, parseDialAddress } from "../../transport/index.js";
 import { abortReason } from "../../util/index.js";
 import { type ControlClient, createControlClient } from "../client/control-client.js";
 import { BuildKitError } from "../errors.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { Secrets } from "../gen/moby/buildkit/secrets/v1/secrets_pb.js";
 import {
   type ExporterSchema,
   SolveRequestSchema,
   type StatusResponse,
 } from "../gen/moby/buildkit/v1/control_pb.js";
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { Attachable } from "../session/attachable.js";
-import { createAuthService } from "../session/auth/index.js";
-import { type ExportTarget, createFileSendService, FileSendRaw } from "../session/filesend/index.js";
-import { type TransferStats, createFileSyncService, createTransferStats } from "../session/filesync/index.js";
-import { createHealthService } from "../session/health.js";
-import { type SecretSource, createSecretsService } from "../session/secrets/index.js";
-import { newId, sharedKeyFor, startSession } from "../session/session.js";
-import { attachable } from "../session/attachable.js";
 import { Auth } from "../gen/moby/filesync/v1/auth_pb.js";
 import { FileSync } from "../gen/moby/filesync/v1/filesync_pb.js";
-import { Health } from "../gen/grpc/health/v1/health_pb.js";
-import { Secrets } from "../gen/moby/buildkit/secrets/v1/secrets_pb.js";
-import { describeSolveError } from "./solve-error.js";
+import type { Attachable } from "../session/attachable.js";
+import { attachable } from "../session/attachable.js";
+import { createAuthService } from "../session/auth/index.js";
+import { createFileSendService, type ExportTarget, FileSendRaw } from "../session/filesend/index.js";
+import { createFileSyncService, createTransferStats, type TransferStats } from "../session/filesync/index.js";
+import { createHealthService } from "../session/health.js";
+import { createSecretsService, type SecretSource } from "../session/secrets/index.js";
+import { newId, sharedKeyFor, startSession } from "../session/session.js";
 import { dockerfileLocation, type FrontendInputs, frontendAttrs } from "./frontend-attrs.js";
 import { isClientExporter, type OutputSpec, parseOutputSpec } from "./outputs.js";
+import { describeSolveError } from "./solve-error.js";
 
 export interface BuildOptions extends Omit<FrontendInputs, "dockerfileName"> {
   /** BuildKit address (`unix://`, `tcp://`, `vsock-uds://`…); or pass `client`. */
@@ -101,7 +101,10 @@ export async function waitReady(
   }
 }
 
-function planExports(opts: BuildOptions): { exporters: ExporterInit[]; targets: (ExportTarget | undefined)[] } {
+function planExports(opts: BuildOptions): {
+  exporters: ExporterInit[];
+  targets: (ExportTarget | undefined)[];
+} {
   const outputs = (opts.outputs ?? []).map((o) => (typeof o === "string" ? parseOutputSpec(o) : o));
   const tags = opts.tags ?? [];
   const exporters: ExporterInit[] = [];
@@ -123,7 +126,8 @@ function planExports(opts: BuildOptions): { exporters: ExporterInit[]; targets: 
     }
     if (isClientExporter(o)) {
       if (!dest) throw new BuildKitError("invalid_option", `output type=${o.type} needs dest=`);
-      if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name) attrs.name = tags.join(",");
+      if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name)
+        attrs.name = tags.join(",");
       exporters.push({ Type: o.type, Attrs: attrs });
       targets.push(o.type === "local" ? { kind: "local", dest } : { kind: "tar", dest });
       continue;

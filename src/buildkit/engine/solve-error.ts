@@ -30,7 +30,9 @@ function sourceDetails(err: ConnectError): Source[] {
  * buildx prints it, from BuildKit's errdefs.Source detail) and the message.
  */
 export function describeSolveError(err: ConnectError): string {
-  const snippets = sourceDetails(err).map(renderSource).filter((s) => s.length > 0);
+  const snippets = sourceDetails(err)
+    .map(renderSource)
+    .filter((s) => s.length > 0);
   const message = err.rawMessage || err.message;
   return snippets.length ? `${snippets.join("")}${message}` : message;
 }

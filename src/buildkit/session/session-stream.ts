@@ -1,8 +1,8 @@
 import http2 from "node:http2";
 import { Duplex } from "node:stream";
 import { fromBinary } from "@bufbuild/protobuf";
-import { BytesMessageSchema } from "../gen/moby/buildkit/v1/control_pb.js";
 import { BuildKitError } from "../errors.js";
+import { BytesMessageSchema } from "../gen/moby/buildkit/v1/control_pb.js";
 
 const SESSION_PATH = "/moby.buildkit.v1.Control/Session";
 
@@ -50,7 +50,9 @@ class SessionStream extends Duplex {
     const status = headers["grpc-status"];
     if (status === undefined || status === "0") return;
     const msg = decodeURIComponent(String(headers["grpc-message"] ?? ""));
-    this.destroy(new BuildKitError("session_failed", `session stream failed (grpc-status ${status}): ${msg}`));
+    this.destroy(
+      new BuildKitError("session_failed", `session stream failed (grpc-status ${status}): ${msg}`),
+    );
   }
 
   #onData(chunk: Buffer): void {

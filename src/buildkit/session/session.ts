@@ -51,7 +51,11 @@ export function startSession(client: ControlClient, opts: SessionOptions): Sessi
     contextValues: (req) => createContextValues().set(rawHeadersKey, req.rawHeaders),
     fallback: (_req, res) => {
       // gRPC "trailers-only" UNIMPLEMENTED for services we do not offer.
-      res.writeHead(200, { "content-type": "application/grpc", "grpc-status": "12", "grpc-message": "unknown service" });
+      res.writeHead(200, {
+        "content-type": "application/grpc",
+        "grpc-status": "12",
+        "grpc-message": "unknown service",
+      });
       res.end();
     },
   });
