@@ -1,3 +1,3 @@
 #!/usr/bin/env node
-// The `arca` command; `npm run build` (run by `prepare` on install) compiles src/ to dist/.
-import "../dist/cli/run.js";
+// The `arca` command; `npm run build` (run by `prepare` on install) bundles src/ into dist/bundle.
+import "../dist/bundle/run.js";

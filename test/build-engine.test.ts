@@ -5,7 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { BuildKitError, build, type StatusResponse } from "../src/buildkit/index.js";
+import { BuildKitError, build, createControlClient, type StatusResponse } from "../src/buildkit/index.js";
+import { parseDialAddress } from "../src/transport/index.js";
 import { createRegistryServer, ImageStore } from "../src/images/index.js";
 import { type Buildkitd, freePort, startBuildkitd } from "./support/buildkitd.js";
 import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
@@ -201,6 +202,62 @@ describe("build engine against a real buildkitd", () => {
     const second = (await build(opts)).transfer.dirs.context;
     assert.equal(second?.filesSent, 1, `second build sent ${second?.filesSent} context files`);
     assert.equal(second?.bytesSent, "changed\n".length);
+  });
+
+  test("build(): secrets, no network for RUN, a Dockerfile outside the context", async () => {
+    const ctx = path.join(tmp, "secret-ctx");
+    const elsewhere = path.join(tmp, "elsewhere");
+    await writeTree(ctx, { "data.txt": "from context\n" });
+    await writeTree(elsewhere, {
+      "Build.Dockerfile": [
+        "FROM busybox:local",
+        "COPY data.txt /data.txt",
+        "RUN --mount=type=secret,id=token cat /run/secrets/token > /token-copy",
+        "RUN --mount=type=secret,id=fromenv cat /run/secrets/fromenv > /env-copy",
+        "RUN cat /proc/net/dev > /netdev",
+        "",
+      ].join("\n"),
+    });
+    await writeFile(path.join(tmp, "token.txt"), "s3cret");
+    process.env.ARCA_TEST_SECRET = "from-env";
+    const dir = path.join(tmp, "secret-out");
+    await build({
+      addr: bk.addr,
+      context: ctx,
+      dockerfile: path.join(elsewhere, "Build.Dockerfile"),
+      secrets: { token: { file: path.join(tmp, "token.txt") }, fromenv: { env: "ARCA_TEST_SECRET" } },
+      outputs: [`type=local,dest=${dir}`],
+    });
+    assert.equal(await readFile(path.join(dir, "data.txt"), "utf8"), "from context\n");
+    assert.equal(await readFile(path.join(dir, "token-copy"), "utf8"), "s3cret");
+    assert.equal(await readFile(path.join(dir, "env-copy"), "utf8"), "from-env");
+    // RUN steps get a network namespace with loopback only.
+    const ifaces = (await readFile(path.join(dir, "netdev"), "utf8"))
+      .split("\n")
+      .slice(2)
+      .map((l) => l.split(":")[0]?.trim())
+      .filter(Boolean);
+    assert.deepEqual(ifaces, ["lo"]);
+  });
+
+  test("Control client: ListWorkers, Info, DiskUsage and Prune against buildkitd", async () => {
+    const client = createControlClient(parseDialAddress(bk.addr));
+    try {
+      const workers = await client.control.listWorkers({});
+      assert.ok(workers.record.length >= 1);
+      assert.ok(workers.record[0]?.platforms.some((p) => p.OS === "linux"));
+      const info = await client.control.info({});
+      assert.equal(info.buildkitVersion?.version, "v0.32.2");
+      const du = await client.control.diskUsage({});
+      assert.ok(du.record.length > 0, "no cache records after builds");
+      const pruned: string[] = [];
+      for await (const r of client.control.prune({ all: true })) pruned.push(r.ID);
+      assert.ok(pruned.length > 0, "prune reclaimed nothing");
+      const after = await client.control.diskUsage({});
+      assert.ok(after.record.length < du.record.length);
+    } finally {
+      client.close();
+    }
   });
 
   test("build(): clear errors for syntax errors, a missing Dockerfile, an unknown target and a failing RUN", async () => {

@@ -8,7 +8,6 @@ import {
   parseSecretSpec,
   type SecretSource,
 } from "../buildkit/index.js";
-import { createRegistryServer, ImageStore } from "../images/index.js";
 import { readDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
@@ -100,13 +99,16 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   const onSignal = () => ac.abort(new Error("interrupted"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
-  const store = needStore && !daemon ? await ImageStore.open(path.join(dataRoot, "images")) : undefined;
-  const registry = store ? createRegistryServer(store) : undefined;
+  // The store (SQLite, native module) loads only when this process serves the registry endpoint itself.
+  const images = needStore && !daemon ? await import("../images/index.js") : undefined;
+  const store = images ? await images.ImageStore.open(path.join(dataRoot, "images")) : undefined;
+  const registry = images && store ? images.createRegistryServer(store) : undefined;
+  let printer: PlainProgressPrinter | undefined;
   try {
     const registryHost = registry
       ? hostOf(await registry.listen(values.registry as string))
       : daemon?.registryHost;
-    const printer = quiet ? undefined : new PlainProgressPrinter(io.stderr);
+    printer = quiet ? undefined : new PlainProgressPrinter(io.stderr);
     const result = await build({
       addr,
       context: path.resolve(positionals[0] as string),
@@ -123,7 +125,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       secrets: secrets(values.secret ?? []),
       imageStore: registryHost ? { registryHost } : undefined,
       signal: ac.signal,
-      onProgress: printer ? (s) => printer.update(s) : undefined,
+      onProgress: printer ? (s) => printer?.update(s) : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {
           io.stderr.write(
@@ -132,7 +134,9 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
         }
       },
     });
+    // Flush held-back progress (the printer batches like buildctl) before the summary.
     printer?.finish();
+    printer = undefined;
     const id = result.imageId;
     if (id) {
       if (quiet) io.stdout.write(`${id}\n`);
@@ -144,6 +148,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
     }
     return 0;
   } catch (err) {
+    printer?.finish();
     if (err instanceof BuildKitError) {
       io.stderr.write(`ERROR: ${err.message}\n`);
       return 1;

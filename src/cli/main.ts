@@ -1,7 +1,4 @@
 import { errorMessage } from "../util/index.js";
-import { runBuildCommand } from "./build-command.js";
-import { runDaemonCommand } from "./daemon-command.js";
-import { runImageCommand } from "./image-commands.js";
 import { type CommandIO, processIO } from "./io.js";
 
 const USAGE = `Usage: arca COMMAND
@@ -19,11 +16,12 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
   try {
     switch (cmd) {
       case "build":
-        return await runBuildCommand(rest, io);
+        // Commands load lazily: start-up time is part of every build's wall time.
+        return await (await import("./build-command.js")).runBuildCommand(rest, io);
       case "daemon":
-        return await runDaemonCommand(rest, io);
+        return await (await import("./daemon-command.js")).runDaemonCommand(rest, io);
       case "image":
-        return await runImageCommand(rest, io);
+        return await (await import("./image-commands.js")).runImageCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -1,3 +1,4 @@
+export type { ProgressClock } from "./clock.js";
 export {
   type LogEvent,
   type ProgressEvent,

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { describe, it } from "node:test";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromJson, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type StatusResponse, StatusResponseSchema } from "../gen/moby/buildkit/v1/control_pb.js";
+import type { ProgressClock } from "./clock.js";
 import { PlainProgressPrinter, ProgressTracker } from "./index.js";
 
 const BASE = 1_700_000_000_000;
@@ -53,13 +55,55 @@ function status(
   };
 }
 
-/** Feeds the messages to a fresh printer and returns everything it wrote. */
-function render(messages: Init[], finish = true): string {
+/** Virtual milliseconds; timers fire in order as time is advanced (pure logic, so a fake is fine). */
+class VirtualClock implements ProgressClock {
+  #now = 0;
+  #timers: { at: number; fn: () => void }[] = [];
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(fn: () => void, ms: number): () => void {
+    const timer = { at: this.#now + ms, fn };
+    this.#timers.push(timer);
+    return () => {
+      this.#timers = this.#timers.filter((t) => t !== timer);
+    };
+  }
+
+  advanceTo(ms: number): void {
+    for (;;) {
+      const due = this.#timers.filter((t) => t.at <= ms).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.#timers = this.#timers.filter((t) => t !== due);
+      this.#now = due.at;
+      due.fn();
+    }
+    this.#now = Math.max(this.#now, ms);
+  }
+}
+
+/** Feeds messages (each at 0 ms, or at the given arrival ms) to a fresh printer; returns what it wrote. */
+function replay(messages: Array<[number, StatusResponse]>, finish = true): string {
   let out = "";
-  const p = new PlainProgressPrinter({ write: (s: string) => (out += s) });
-  for (const m of messages) p.update(create(StatusResponseSchema, m));
+  const clock = new VirtualClock();
+  const p = new PlainProgressPrinter({ write: (s: string) => (out += s) }, { clock });
+  for (const [ms, m] of messages) {
+    clock.advanceTo(ms);
+    p.update(m);
+  }
   if (finish) p.finish();
   return out;
+}
+
+function render(messages: Array<Init | [number, Init]>, finish = true): string {
+  return replay(
+    messages.map((m) =>
+      Array.isArray(m) ? [m[0], create(StatusResponseSchema, m[1])] : [0, create(StatusResponseSchema, m)],
+    ),
+    finish,
+  );
 }
 
 const lines = (...l: string[]) => `${l.join("\n")}\n`;
@@ -138,36 +182,76 @@ describe("PlainProgressPrinter", () => {
     assert.equal(out, lines("#1 RUN slow", "#1 12.35 mid", "#1 123.5 late", "#1 124.0 €", "#1 DONE 125.0s"));
   });
 
-  it("interleaves two running vertexes, repeating the header on each switch", () => {
+  it("stays on the running vertex it shows and switches to another only after it waited 10 s", () => {
     const a = "sha256:a";
     const b = "sha256:b";
     const out = render([
-      { vertexes: [vertex(a, "[a 1/1] RUN a", { started: 0 }), vertex(b, "[b 1/1] RUN b", { started: 0 })] },
-      { logs: [log(a, 100, "a1\n")] },
-      { logs: [log(b, 150, "b1\n"), log(a, 160, "a2\n")] },
-      { vertexes: [vertex(b, "[b 1/1] RUN b", { started: 0, completed: 500 })] },
-      { vertexes: [vertex(a, "[a 1/1] RUN a", { started: 0, completed: 800 })] },
+      [
+        0,
+        {
+          vertexes: [vertex(a, "[a 1/1] RUN a", { started: 0 }), vertex(b, "[b 1/1] RUN b", { started: 0 })],
+        },
+      ],
+      [200, { logs: [log(a, 200, "a1\n")] }],
+      [400, { logs: [log(b, 400, "b1\n")] }],
+      [11_000, { vertexes: [vertex(b, "[b 1/1] RUN b", { started: 0, completed: 11_000 })] }],
+      [11_500, { logs: [log(a, 11_500, "a2\n")] }],
+      [12_000, { vertexes: [vertex(a, "[a 1/1] RUN a", { started: 0, completed: 12_000 })] }],
     ]);
     assert.equal(
       out,
       lines(
         "#1 [a 1/1] RUN a",
+        "#1 0.200 a1",
         "#1 ...",
         "",
         "#2 [b 1/1] RUN b",
-        "#2 ...",
+        "#2 0.400 b1",
+        "#2 DONE 11.0s",
         "",
         "#1 [a 1/1] RUN a",
-        "#1 0.100 a1",
-        "#1 0.160 a2",
-        "#1 ...",
+        "#1 11.50 a2",
+        "#1 DONE 12.0s",
+      ),
+    );
+  });
+
+  it("prints a vertex that finishes and is then reported cached within 100 ms once, as CACHED", () => {
+    const d = "sha256:from";
+    const name = "[1/2] FROM docker.io/library/busybox:latest";
+    const resolve = "resolve docker.io/library/busybox:latest";
+    const messages: Array<[number, Init]> = [
+      [0, { vertexes: [vertex("sha256:x", "[internal] load metadata", { started: 0, completed: 0 })] }],
+      [20, { vertexes: [vertex(d, name, { started: 20 })] }],
+      [21, { statuses: [status(d, resolve, { started: 20, timestamp: 22, completed: 22 })] }],
+      [22, { vertexes: [vertex(d, name, { started: 20, completed: 22 })] }],
+      [23, { vertexes: [vertex(d, name, { started: 23, completed: 23, cached: true })] }],
+    ];
+    assert.equal(
+      render(messages),
+      lines(
+        "#1 [internal] load metadata",
+        "#1 DONE 0.0s",
         "",
-        "#2 [b 1/1] RUN b",
-        "#2 0.150 b1",
-        "#2 DONE 0.5s",
+        `#2 ${name}`,
+        `#2 ${resolve} done`,
+        "#2 CACHED",
+      ),
+    );
+    // Reported cached only after a redraw showed it done: printed again, as buildctl does.
+    const late = messages.map(([ms, m]): [number, Init] => [ms === 23 ? 400 : ms, m]);
+    assert.equal(
+      render(late),
+      lines(
+        "#1 [internal] load metadata",
+        "#1 DONE 0.0s",
         "",
-        "#1 [a 1/1] RUN a",
-        "#1 DONE 0.8s",
+        `#2 ${name}`,
+        `#2 ${resolve} done`,
+        "#2 DONE 0.0s",
+        "",
+        `#2 ${name}`,
+        "#2 CACHED",
       ),
     );
   });
@@ -215,48 +299,71 @@ describe("PlainProgressPrinter", () => {
   it("prints statuses with sizes, durations and done, throttling small updates", () => {
     const d = "sha256:ctx";
     const name = "[internal] load build context";
+    // Each message arrives at its timestamp, far enough apart to be drawn on its own.
     const out = render([
-      { vertexes: [vertex(d, name, { started: 0 })] },
-      {
-        statuses: [
-          status(d, "transferring dockerfile:", { current: 212n, started: 0, timestamp: 0, completed: 0 }),
-        ],
-      },
-      { statuses: [status(d, "transferring context:", { current: 1_234_567n, started: 0, timestamp: 300 })] },
-      // Less than 5% and 5 s since the last line: buildx does not print it.
-      { statuses: [status(d, "transferring context:", { current: 1_240_000n, started: 0, timestamp: 400 })] },
-      {
-        statuses: [
-          status(d, "transferring context:", {
-            current: 2_500_000n,
-            started: 0,
-            timestamp: 500,
-            completed: 500,
-          }),
-        ],
-      },
-      {
-        statuses: [
-          status(d, "sha256:4abcf2066143", {
-            current: 5_000_000n,
-            total: 28_230_000n,
-            started: 0,
-            timestamp: 1000,
-          }),
-        ],
-      },
-      {
-        statuses: [
-          status(d, "sha256:4abcf2066143", {
-            current: 28_230_000n,
-            total: 28_230_000n,
-            started: 0,
-            timestamp: 1250,
-            completed: 1250,
-          }),
-        ],
-      },
-      { vertexes: [vertex(d, name, { started: 0, completed: 1260 })] },
+      [0, { vertexes: [vertex(d, name, { started: 0 })] }],
+      [
+        100,
+        {
+          statuses: [
+            status(d, "transferring dockerfile:", { current: 212n, started: 0, timestamp: 0, completed: 0 }),
+          ],
+        },
+      ],
+      [
+        300,
+        {
+          statuses: [status(d, "transferring context:", { current: 1_234_567n, started: 0, timestamp: 300 })],
+        },
+      ],
+      // Less than 5% and 5 s since the last line: buildctl does not print it.
+      [
+        400,
+        {
+          statuses: [status(d, "transferring context:", { current: 1_240_000n, started: 0, timestamp: 400 })],
+        },
+      ],
+      [
+        500,
+        {
+          statuses: [
+            status(d, "transferring context:", {
+              current: 2_500_000n,
+              started: 0,
+              timestamp: 500,
+              completed: 500,
+            }),
+          ],
+        },
+      ],
+      [
+        1000,
+        {
+          statuses: [
+            status(d, "sha256:4abcf2066143", {
+              current: 5_000_000n,
+              total: 28_230_000n,
+              started: 0,
+              timestamp: 1000,
+            }),
+          ],
+        },
+      ],
+      [
+        1250,
+        {
+          statuses: [
+            status(d, "sha256:4abcf2066143", {
+              current: 28_230_000n,
+              total: 28_230_000n,
+              started: 0,
+              timestamp: 1250,
+              completed: 1250,
+            }),
+          ],
+        },
+      ],
+      [1260, { vertexes: [vertex(d, name, { started: 0, completed: 1260 })] }],
     ]);
     assert.equal(
       out,
@@ -329,5 +436,47 @@ describe("PlainProgressPrinter", () => {
     p.update(update);
     p.finish();
     assert.equal(out, "");
+  });
+});
+
+/**
+ * Fixtures: StatusResponse streams recorded from real builds through Arca
+ * (JSON, with each message's arrival time), and what `buildctl build
+ * --progress=plain` printed for the same Dockerfile built on the same
+ * buildkitd. Runs differ in durations, log times, digests and the nonce
+ * that keeps the step uncached, so those are masked before comparing.
+ */
+describe("PlainProgressPrinter against buildctl", () => {
+  const fixtures = new URL("./fixtures/", import.meta.url);
+
+  function normalize(text: string): string {
+    return text
+      .replace(/ \d+\.\ds( done)?$/gm, "$1")
+      .replace(/^(#\d+ )\d+\.\d+ /gm, "$1<t> ")
+      .replace(/^\d+\.\d+ /gm, "<t> ")
+      .replace(/sha256:[0-9a-f]{64}/g, "sha256:<digest>")
+      .replace(/-[0-9a-f]{8}\b/g, "-<nonce>");
+  }
+
+  function replayFixture(name: string): string {
+    const recorded = JSON.parse(readFileSync(new URL(`${name}.json`, fixtures), "utf8")) as Array<{
+      atMs: number;
+      status: JsonValue;
+    }>;
+    return replay(recorded.map((r) => [r.atMs, fromJson(StatusResponseSchema, r.status)]));
+  }
+
+  for (const name of ["image-push", "failing-run", "copy-tar"]) {
+    it(`prints what buildctl printed for ${name}`, () => {
+      const expected = readFileSync(new URL(`${name}.buildctl.txt`, fixtures), "utf8");
+      assert.equal(normalize(replayFixture(name)), normalize(expected));
+    });
+  }
+
+  it("masks only what varies between runs", () => {
+    const out = replayFixture("image-push");
+    assert.match(out, /^#4 CACHED$|^#5 CACHED$/m);
+    assert.match(out, /^#6 0\.\d{3} partial-[0-9a-f]{8}\n#6 DONE \d\.\ds$/m);
+    assert.equal(out.match(/^#7 exporting to image$/gm)?.length, 1);
   });
 });
