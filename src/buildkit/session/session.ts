@@ -32,21 +32,14 @@ export function sharedKeyFor(contextPath: string): string {
 }
 
 /**
- * Opens Control.Session and serves the attachables as an h2c gRPC server on
- * the tunnelled byte stream: buildkitd dials *us* over it.
+ * The gRPC server a session runs on its tunnelled byte stream: the
+ * attachables' services, raw request headers for multi-valued metadata, and
+ * UNIMPLEMENTED for anything not offered.
  */
-export function startSession(client: ControlClient, opts: SessionOptions): Session {
-  const id = opts.id ?? newId();
-  const methods = opts.attachables.flatMap((a) => a.methods);
-  const h2 = client.connectHttp2(opts.signal);
-  const stream = openSessionStream(h2, {
-    "x-docker-expose-session-uuid": id,
-    "x-docker-expose-session-sharedkey": opts.sharedKey,
-    "x-docker-expose-session-grpc-method": methods,
-  });
+export function createSessionServer(attachables: readonly Attachable[]): http2.Http2Server {
   const handler = connectNodeAdapter({
     routes: (router) => {
-      for (const a of opts.attachables) a.register(router);
+      for (const a of attachables) a.register(router);
     },
     contextValues: (req) => createContextValues().set(rawHeadersKey, req.rawHeaders),
     fallback: (_req, res) => {
@@ -64,6 +57,23 @@ export function startSession(client: ControlClient, opts: SessionOptions): Sessi
     s.on("error", () => {});
     s.on("connect", () => s.setLocalWindowSize(16 << 20));
   });
+  return server;
+}
+
+/**
+ * Opens Control.Session and serves the attachables as an h2c gRPC server on
+ * the tunnelled byte stream: buildkitd dials *us* over it.
+ */
+export function startSession(client: ControlClient, opts: SessionOptions): Session {
+  const id = opts.id ?? newId();
+  const methods = opts.attachables.flatMap((a) => a.methods);
+  const h2 = client.connectHttp2(opts.signal);
+  const stream = openSessionStream(h2, {
+    "x-docker-expose-session-uuid": id,
+    "x-docker-expose-session-sharedkey": opts.sharedKey,
+    "x-docker-expose-session-grpc-method": methods,
+  });
+  const server = createSessionServer(opts.attachables);
   server.emit("connection", stream);
 
   let closed = false;
