@@ -6,8 +6,8 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { BuildKitError, build, createControlClient, type StatusResponse } from "../src/buildkit/index.js";
-import { parseDialAddress } from "../src/transport/index.js";
 import { createRegistryServer, ImageStore } from "../src/images/index.js";
+import { parseDialAddress } from "../src/transport/index.js";
 import { type Buildkitd, freePort, startBuildkitd } from "./support/buildkitd.js";
 import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
 import { imageFiles } from "./support/image-files.js";
@@ -64,6 +64,7 @@ describe("build engine against a real buildkitd", () => {
   let bk: Buildkitd;
   let store: ImageStore;
   let registry: ReturnType<typeof createRegistryServer>;
+  const registryLog: string[] = [];
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), "arca-e2e-"));
@@ -76,7 +77,7 @@ describe("build engine against a real buildkitd", () => {
     assert.equal(imported.code, 0, imported.stderr);
     // The store's registry endpoint on the port buildkitd mirrors docker.io to (base image pulls).
     store = await ImageStore.open(path.join(dataRoot, "images"));
-    registry = createRegistryServer(store);
+    registry = createRegistryServer(store, { log: (l) => registryLog.push(l) });
     await registry.listen(`tcp://127.0.0.1:${port}`);
   });
 
@@ -165,6 +166,29 @@ describe("build engine against a real buildkitd", () => {
     }
   });
 
+  test("build(): pushing into the store sends only blobs it lacks", async () => {
+    const base = (await store.inspect("busybox:local")).Layers[0]?.digest as string;
+    const ctx = path.join(tmp, "push");
+    await writeTree(ctx, { Dockerfile: "FROM busybox:local\nRUN echo pushed > /pushed\n" });
+    registryLog.length = 0;
+    const r = await build({
+      addr: bk.addr,
+      context: ctx,
+      tags: ["pushed:1"],
+      imageStore: { registryHost: `127.0.0.1:${port}` },
+    });
+    const img = await store.inspect("pushed:1");
+    assert.equal(img.Id, r.imageId);
+    assert.equal(img.Layers[0]?.digest, base);
+    const newLayer = img.Layers[1]?.digest as string;
+    const uploads = registryLog.map(decodeURIComponent).filter((l) => /registry: (PUT|PATCH|POST) \S*\/blobs\/uploads/.test(l));
+    assert.ok(
+      uploads.some((l) => l.includes(newLayer)),
+      `new layer not uploaded: ${uploads.join("\n")}`,
+    );
+    assert.ok(!uploads.some((l) => l.includes(base)), `base layer crossed again: ${uploads.join("\n")}`);
+  });
+
   test("build(): --output type=oci and type=local", async () => {
     const ctx = path.join(tmp, "out");
     await writeTree(ctx, { Dockerfile: "FROM busybox:local\nRUN echo out > /result.txt\n" });
@@ -174,6 +198,10 @@ describe("build engine against a real buildkitd", () => {
     assert.match(stdout, /^index\.json$/m);
     assert.match(stdout, /^oci-layout$/m);
     assert.match(stdout, /^blobs\/sha256\/[a-f0-9]{64}$/m);
+
+    // A device as dest is written in place, never replaced by a file.
+    await build({ addr: bk.addr, context: ctx, outputs: ["type=tar,dest=/dev/null"] });
+    assert.ok((await stat("/dev/null")).isCharacterDevice(), "/dev/null was replaced");
 
     const dir = path.join(tmp, "local-out");
     await build({ addr: bk.addr, context: ctx, outputs: [`type=local,dest=${dir}`] });

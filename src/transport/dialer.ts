@@ -12,6 +12,13 @@ export interface Dialer {
   readonly address: string;
   /** The signal governs the dial only; the returned stream belongs to the caller. */
   dial(signal?: AbortSignal): Promise<Duplex>;
+  /**
+   * A socket already connecting, for callers that must hand a stream over
+   * synchronously (node:http2's createConnection). Offered by plain unix and
+   * tcp only: a native net.Socket spares http2 the JS stream wrapper and its
+   * copies, which halved throughput on large transfers.
+   */
+  connectNow?(): Socket;
 }
 
 /**
@@ -48,6 +55,7 @@ export function parseDialAddress(addr: string, opts: DialOptions = {}): Dialer {
       return {
         address: addr,
         dial: (signal) => dialUnix(path, `dial ${addr}`, signal, timeoutMs),
+        connectNow: () => netConnect(path),
       };
     }
     case "tcp": {
@@ -58,6 +66,7 @@ export function parseDialAddress(addr: string, opts: DialOptions = {}): Dialer {
           address: addr,
           dial: (signal) =>
             awaitConnected(netConnect({ host, port }), "connect", `dial ${addr}`, { signal, timeoutMs }),
+          connectNow: () => netConnect({ host, port }),
         };
       }
       return {

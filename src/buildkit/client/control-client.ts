@@ -20,7 +20,8 @@ export interface ControlClient {
 }
 
 export function createControlClient(dialer: Dialer): ControlClient {
-  const sessionOptions = { createConnection: () => new DialedDuplex(dialer.dial()) };
+  const connection = (signal?: AbortSignal) => dialer.connectNow?.() ?? new DialedDuplex(dialer.dial(signal));
+  const sessionOptions = { createConnection: () => connection() };
   const manager = new Http2SessionManager(
     AUTHORITY,
     // Builds can be silent for minutes (a long RUN); keep the connection.
@@ -34,7 +35,7 @@ export function createControlClient(dialer: Dialer): ControlClient {
     control: createClient(Control, transport),
     connectHttp2(signal) {
       const s = http2.connect(AUTHORITY, {
-        createConnection: () => new DialedDuplex(dialer.dial(signal)),
+        createConnection: () => connection(signal),
         // Large windows: session streams carry whole build contexts.
         settings: { initialWindowSize: 4 << 20 },
       });

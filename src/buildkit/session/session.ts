@@ -6,6 +6,7 @@ import type { ControlClient } from "../client/control-client.js";
 import type { Attachable } from "./attachable.js";
 import { rawHeadersKey } from "./request-headers.js";
 import { openSessionStream } from "./session-stream.js";
+import { socketPair } from "./socket-pair.js";
 
 export interface SessionOptions {
   /** Cache key hint for local dirs; a hash of the context path allows incremental re-sync. */
@@ -42,6 +43,8 @@ export function createSessionServer(attachables: readonly Attachable[]): http2.H
       for (const a of attachables) a.register(router);
     },
     contextValues: (req) => createContextValues().set(rawHeadersKey, req.rawHeaders),
+    // BuildKit's client offers gzip; compressing file data on a local channel only burns CPU.
+    acceptCompression: [],
     fallback: (_req, res) => {
       // gRPC "trailers-only" UNIMPLEMENTED for services we do not offer.
       res.writeHead(200, {
@@ -74,7 +77,19 @@ export function startSession(client: ControlClient, opts: SessionOptions): Sessi
     "x-docker-expose-session-grpc-method": methods,
   });
   const server = createSessionServer(opts.attachables);
-  server.emit("connection", stream);
+  socketPair().then(
+    ([inner, outer]) => {
+      server.emit("connection", inner);
+      stream.pipe(outer);
+      outer.pipe(stream);
+      outer.on("error", () => stream.destroy());
+      stream.on("close", () => {
+        outer.destroy();
+        inner.destroy();
+      });
+    },
+    (err: Error) => stream.destroy(err),
+  );
 
   let closed = false;
   const done = new Promise<void>((resolve) => {

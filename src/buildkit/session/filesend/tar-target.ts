@@ -1,11 +1,27 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { open, rename, unlink } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
+import { open, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import type { Writable } from "node:stream";
 
-/** Writes a tarball stream to dest atomically (temp file in the same dir, fsync, rename). */
+/**
+ * Writes a tarball stream to dest atomically (temp file in the same dir,
+ * fsync, rename). A dest that exists and is not a regular file (/dev/null,
+ * a FIFO, a terminal) is written in place: renaming over it would replace
+ * the device node.
+ */
 export async function writeTarFile(chunks: AsyncIterable<Uint8Array>, dest: string): Promise<number> {
+  const existing = await stat(dest).catch(() => undefined);
+  if (existing && !existing.isFile()) {
+    if (existing.isDirectory()) throw new Error(`export destination ${dest} is a directory`);
+    const fh = await open(dest, "w");
+    try {
+      return await writeAll(fh, chunks);
+    } finally {
+      await fh.close();
+    }
+  }
   const tmp = path.join(
     path.dirname(dest),
     `.${path.basename(dest)}.arca-${randomBytes(6).toString("hex")}.tmp`,
@@ -13,14 +29,7 @@ export async function writeTarFile(chunks: AsyncIterable<Uint8Array>, dest: stri
   const fh = await open(tmp, "wx", 0o644);
   let bytes = 0;
   try {
-    for await (const chunk of chunks) {
-      let off = 0;
-      while (off < chunk.length) {
-        const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-        off += bytesWritten;
-      }
-      bytes += chunk.length;
-    }
+    bytes = await writeAll(fh, chunks);
     await fh.sync();
     await fh.close();
   } catch (err) {
@@ -68,4 +77,17 @@ export async function writeTarStream(
   } finally {
     stream.off("error", onError);
   }
+}
+
+async function writeAll(fh: FileHandle, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of chunks) {
+    let off = 0;
+    while (off < chunk.length) {
+      const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+      off += bytesWritten;
+    }
+    bytes += chunk.length;
+  }
+  return bytes;
 }
