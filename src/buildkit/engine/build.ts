@@ -14,13 +14,13 @@ import {
   type StatusResponse,
 } from "../gen/moby/buildkit/v1/control_pb.js";
 import { Auth } from "../gen/moby/filesync/v1/auth_pb.js";
-import { FileSync } from "../gen/moby/filesync/v1/filesync_pb.js";
 import type { Attachable } from "../session/attachable.js";
 import { attachable } from "../session/attachable.js";
 import { createAuthService } from "../session/auth/index.js";
 import { createFileSendService, type ExportTarget, FileSendRaw } from "../session/filesend/index.js";
 import { createFileSyncService, createTransferStats, type TransferStats } from "../session/filesync/index.js";
 import { createHealthService } from "../session/health.js";
+import { rawFileSyncAttachable } from "../session/raw-file-sync.js";
 import { createSecretsService, type SecretSource } from "../session/secrets/index.js";
 import { newId, sharedKeyFor, startSession } from "../session/session.js";
 import { dockerfileLocation, type FrontendInputs, frontendAttrs } from "./frontend-attrs.js";
@@ -168,8 +168,7 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
 
   const attachables: Attachable[] = [
     attachable(Health, createHealthService()),
-    attachable(
-      FileSync,
+    rawFileSyncAttachable(
       createFileSyncService({
         dirs: { context: { path: opts.context }, dockerfile: { path: dockerfileDir } },
         stats: transfer,

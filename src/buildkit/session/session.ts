@@ -55,7 +55,12 @@ export function createSessionServer(attachables: readonly Attachable[]): http2.H
       res.end();
     },
   });
-  const server = http2.createServer({ settings: { initialWindowSize: 4 << 20 } }, handler);
+  const raw = new Map(attachables.flatMap((a) => [...(a.rawRoutes ?? [])]));
+  const server = http2.createServer({ settings: { initialWindowSize: 4 << 20 } }, (req, res) => {
+    const route = raw.get(req.url);
+    if (route) route(req, res);
+    else handler(req, res);
+  });
   server.on("session", (s) => {
     s.on("error", () => {});
     s.on("connect", () => s.setLocalWindowSize(16 << 20));
