@@ -48,4 +48,18 @@ else
   rm -f "$BIN"/.buildkit-v*
   touch "$stamp"
 fi
+# arca-proxy (sandbox-image/proxy): rebuilt only when its non-test sources,
+# go.mod/go.sum or the Go toolchain change (hash kept in a stamp file).
+proxy_src="$here/../sandbox-image/proxy"
+proxy_sum=$( { go version; cd "$proxy_src" && find . -type f \( \( -name '*.go' ! -name '*_test.go' \) -o -name go.mod -o -name go.sum \) -print0 \
+  | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+proxy_stamp="$BIN/.arca-proxy.sha256"
+if [ -x "$BIN/arca-proxy" ] && [ "$(cat "$proxy_stamp" 2>/dev/null)" = "$proxy_sum" ]; then
+  step "arca-proxy: cached"
+else
+  step "arca-proxy: building"
+  ( cd "$proxy_src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$BIN/.arca-proxy.$$" . )
+  mv -f "$BIN/.arca-proxy.$$" "$BIN/arca-proxy"
+  printf '%s\n' "$proxy_sum" >"$proxy_stamp"
+fi
 step "tools ready in $BIN ($(( $(date +%s) - t0 )) s)"
