@@ -181,7 +181,9 @@ describe("build engine against a real buildkitd", () => {
     assert.equal(img.Id, r.imageId);
     assert.equal(img.Layers[0]?.digest, base);
     const newLayer = img.Layers[1]?.digest as string;
-    const uploads = registryLog.map(decodeURIComponent).filter((l) => /registry: (PUT|PATCH|POST) \S*\/blobs\/uploads/.test(l));
+    const uploads = registryLog
+      .map(decodeURIComponent)
+      .filter((l) => /registry: (PUT|PATCH|POST) \S*\/blobs\/uploads/.test(l));
     assert.ok(
       uploads.some((l) => l.includes(newLayer)),
       `new layer not uploaded: ${uploads.join("\n")}`,

@@ -1,18 +1,18 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { createControlClient, waitReady } from "../buildkit/index.js";
 import { createRegistryServer, ImageStore } from "../images/index.js";
-import { HostBuildkitd, requireTool, toolsBin } from "../sandbox/index.js";
-import { parseDialAddress } from "../transport/index.js";
+import { createRuntime } from "../runtime/index.js";
+import { BuildKitManager, requireTool, SANDBOX_REGISTRY_HOST, toolsBin } from "../sandbox/index.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
 
-const HELP = `Usage: arca daemon [--data-root DIR] [--registry tcp://127.0.0.1:PORT]
+const HELP = `Usage: arca daemon [--data-root DIR]
 
-Runs Arca: the image store's registry endpoint and a supervised buildkitd
-whose docker.io mirror is that endpoint. Stops on SIGINT/SIGTERM.
+Runs Arca: the image store, its registry endpoint on the sandbox channel, and
+BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGTERM
+(the sandbox is stopped too); after a crash, the next start adopts the running sandbox.
 `;
 
 export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -20,7 +20,6 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     args: argv,
     options: {
       "data-root": { type: "string" },
-      registry: { type: "string", default: "tcp://127.0.0.1:5000" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -29,52 +28,59 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     return 0;
   }
   const t0 = performance.now();
+  const say = (l: string) => io.stderr.write(`arca: ${l}\n`);
   const dataRoot = resolveDataRoot(values["data-root"]);
   requireTool("buildkitd");
   requireTool("runc");
+  requireTool("arca-proxy");
   await mkdir(path.join(dataRoot, "run"), { recursive: true, mode: 0o700 });
   const store = await ImageStore.open(path.join(dataRoot, "images"));
-  const registry = createRegistryServer(store);
-  const registryAddr = await registry.listen(values.registry as string);
-  const registryHost = new URL(registryAddr).host;
-  const bk = new HostBuildkitd({
-    dir: path.join(dataRoot, "buildkit"),
-    socket: path.join(dataRoot, "run", "buildkitd.sock"),
-    registryHost,
+  const runtime = await createRuntime({ dataRoot, images: store, log: say });
+  const manager = new BuildKitManager({
+    dataRoot,
     toolsBin: toolsBin(),
-    log: (l) => io.stderr.write(`arca: ${l}\n`),
+    store,
+    runtime,
+    buildkitVersion: await buildkitVersion(),
+    log: say,
   });
-  await bk.start();
-  const client = createControlClient(parseDialAddress(bk.addr));
+  await manager.prepareChannel();
+  const registry = createRegistryServer(store);
+  await registry.listen(`unix://${manager.registrySocket}`);
+
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
+  const onSignal = () => stop.abort(new Error("daemon stopping"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   try {
-    await waitReady(client, {
-      signal: stop.signal,
-      onConnectAttempt: ({ attempt, attempts, error }) => {
-        if (error)
-          io.stderr.write(`arca: waiting for BuildKit (attempt ${attempt}/${attempts}): ${error.message}\n`);
-      },
+    await manager.start(stop.signal);
+    await writeDaemonState(dataRoot, {
+      pid: process.pid,
+      buildkitAddr: manager.buildkitAddr,
+      registryHost: SANDBOX_REGISTRY_HOST,
     });
-    const info = await client.control.info({});
-    await writeDaemonState(dataRoot, { pid: process.pid, buildkitAddr: bk.addr, registryHost });
-    io.stderr.write(
-      `arca: ready in ${((performance.now() - t0) / 1000).toFixed(2)}s — BuildKit ${info.buildkitVersion?.version} at ${bk.addr}, registry endpoint ${registryAddr}, data root ${dataRoot}\n`,
+    const st = manager.status;
+    say(
+      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}, BuildKit at ${manager.buildkitAddr}, data root ${dataRoot})`,
     );
     await new Promise<void>((resolve) =>
       stop.signal.addEventListener("abort", () => resolve(), { once: true }),
     );
-    io.stderr.write("arca: stopping\n");
+    say("stopping");
     return 0;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    client.close();
     await clearDaemonState(dataRoot);
-    await bk.stop();
+    await manager.stop();
+    await runtime.close();
     await registry.close();
     store.close();
   }
+}
+
+/** The pinned BuildKit version (scripts/versions.env), which names the sandbox image. */
+async function buildkitVersion(): Promise<string> {
+  const env = await readFile(new URL("../../scripts/versions.env", import.meta.url), "utf8").catch(() => "");
+  return /^BUILDKIT_VERSION=(\S+)/m.exec(env)?.[1] ?? "unknown";
 }

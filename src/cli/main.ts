@@ -6,6 +6,7 @@ const USAGE = `Usage: arca COMMAND
 Commands:
   daemon    Run Arca: registry endpoint and supervised BuildKit
   build     Build an image from a Dockerfile with BuildKit
+  sandbox   Assemble the BuildKit sandbox image (arca sandbox image)
   image     Manage images in Arca's store (import, ls, inspect, tag, rm, save, load)
 
 Run 'arca COMMAND --help' for more information on a command.
@@ -20,6 +21,8 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
         return await (await import("./build-command.js")).runBuildCommand(rest, io);
       case "daemon":
         return await (await import("./daemon-command.js")).runDaemonCommand(rest, io);
+      case "sandbox":
+        return await (await import("./sandbox-command.js")).runSandboxCommand(rest, io);
       case "image":
         return await (await import("./image-commands.js")).runImageCommand(rest, io);
       case undefined:

@@ -239,11 +239,14 @@ async function drainStatus(
 function toBuildError(err: unknown, signal: AbortSignal | undefined): BuildKitError {
   if (err instanceof BuildKitError) return err;
   const ce = ConnectError.from(err);
-  if (signal?.aborted || ce.code === Code.Canceled) {
-    return new BuildKitError("canceled", "build canceled", { cause: err });
-  }
-  if (ce.code === Code.Unavailable) {
-    return new BuildKitError("unavailable", `lost connection to BuildKit: ${ce.rawMessage}`, { cause: err });
+  if (signal?.aborted) return new BuildKitError("canceled", "build canceled", { cause: err });
+  // Canceled without our signal means the stream died under us: BuildKit went away.
+  if (ce.code === Code.Canceled || ce.code === Code.Unavailable) {
+    return new BuildKitError(
+      "unavailable",
+      `lost connection to BuildKit during the build (it may have crashed; it is restarted automatically, retry the build): ${ce.rawMessage}`,
+      { cause: err },
+    );
   }
   return new BuildKitError("build_failed", describeSolveError(ce), { cause: err });
 }

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync, lstatSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { after, test } from "node:test";
+import { gzipSync } from "node:zlib";
+import tar from "tar-stream";
+import { RuntimeError } from "./errors.js";
+import { ensureLayer } from "./layer-unpack.js";
+import { mountOverlay, unmount } from "./overlay.js";
+
+type Entry = { name: string; type?: "file" | "directory"; body?: string };
+
+async function tarOf(entries: Entry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    if (e.type === "directory") pack.entry({ name: e.name, type: "directory", mode: 0o755 });
+    else pack.entry({ name: e.name, mode: 0o644 }, e.body ?? "");
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function layerOf(plain: Buffer) {
+  const gz = gzipSync(plain);
+  return {
+    digest: `sha256:${createHash("sha256").update(gz).digest("hex")}`,
+    diffId: `sha256:${createHash("sha256").update(plain).digest("hex")}`,
+    mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+    open: () => Readable.from([gz]),
+  };
+}
+
+const root = await mkdtemp(join(tmpdir(), "arca-unpack-"));
+const merged = join(root, "merged");
+after(async () => {
+  await unmount(merged).catch(() => {});
+  await rm(root, { recursive: true, force: true });
+});
+
+test("whiteouts and opaque dirs stack correctly as overlay lower dirs", async () => {
+  const lower = layerOf(
+    await tarOf([
+      { name: "a/", type: "directory" },
+      { name: "a/keep", body: "k" },
+      { name: "a/gone", body: "g" },
+      { name: "b/", type: "directory" },
+      { name: "b/old", body: "o" },
+      { name: "file1", body: "1" },
+    ]),
+  );
+  const upper = layerOf(
+    await tarOf([
+      { name: "a/", type: "directory" },
+      { name: "a/.wh.gone" },
+      { name: "b/", type: "directory" },
+      { name: "b/.wh..wh..opq" },
+      { name: "b/new", body: "n" },
+      { name: ".wh.file1" },
+    ]),
+  );
+  const layers = join(root, "layers");
+  const lowerDir = await ensureLayer(layers, lower);
+  const upperDir = await ensureLayer(layers, upper);
+  assert.equal(await ensureLayer(layers, upper), upperDir, "second call reuses the unpacked layer");
+  assert.ok(lstatSync(join(upperDir, "a/gone")).isCharacterDevice());
+  assert.equal(existsSync(join(upperDir, "b/.wh..wh..opq")), false);
+  for (const d of ["up", "work", "merged"]) await mkdir(join(root, d));
+  await mountOverlay([upperDir, lowerDir], join(root, "up"), join(root, "work"), merged);
+  assert.deepEqual((await readdir(merged)).sort(), ["a", "b"]);
+  assert.deepEqual(await readdir(join(merged, "a")), ["keep"]);
+  assert.deepEqual(await readdir(join(merged, "b")), ["new"]);
+  assert.equal(await readFile(join(merged, "b/new"), "utf8"), "n");
+  await unmount(merged);
+  assert.deepEqual((await readdir(join(layers, "tmp"))).length, 0);
+});
+
+test("entries escaping the layer and diff ID mismatches are refused", async () => {
+  const layers = join(root, "layers2");
+  const evil = layerOf(await tarOf([{ name: "../escape", body: "x" }]));
+  await assert.rejects(
+    ensureLayer(layers, evil),
+    (e) => e instanceof RuntimeError && /escapes/.test(e.message),
+  );
+  assert.equal(existsSync(join(root, "escape")), false);
+  const good = layerOf(await tarOf([{ name: "f", body: "x" }]));
+  const wrong = { ...good, diffId: `sha256:${"0".repeat(64)}` };
+  await assert.rejects(ensureLayer(layers, wrong), /diff ID mismatch/);
+  assert.equal(existsSync(join(layers, "sha256", "0".repeat(64))), false);
+});

@@ -1,0 +1,152 @@
+import type { Readable, Writable } from "node:stream";
+
+export type NetworkMode = "none" | "host";
+export type RestartPolicyName = "no" | "always" | "unless-stopped" | "on-failure";
+
+export interface RestartPolicy {
+  name: RestartPolicyName;
+  /** Only for on-failure; 0 or absent means unlimited. */
+  maximumRetryCount?: number;
+}
+
+export interface MountSpec {
+  type: "bind" | "volume";
+  /** Absolute host path (bind) or volume name (volume: `<dataRoot>/volumes/<name>/_data`). */
+  source: string;
+  /** Absolute path inside the container. */
+  target: string;
+  readonly?: boolean;
+}
+
+export interface ContainerSpec {
+  name: string;
+  /** Image reference resolved through the image store (name, ID or unique ID prefix). */
+  image: string;
+  /** Overrides the image's Entrypoint (and then drops the image's Cmd, as Docker does). */
+  entrypoint?: string[];
+  /** Overrides the image's Cmd. */
+  cmd?: string[];
+  /** `KEY=VALUE` entries; override the image's Env by key. */
+  env?: string[];
+  workingDir?: string;
+  /** `uid[:gid]` or `name[:group]` (looked up in the container's /etc/passwd and /etc/group). */
+  user?: string;
+  labels?: Record<string, string>;
+  networkMode: NetworkMode;
+  restartPolicy: RestartPolicy;
+  mounts?: MountSpec[];
+  privileged?: boolean;
+  /** Capability names, with or without the `CAP_` prefix, added to the default set. */
+  capAdd?: string[];
+}
+
+export type ContainerStatus = "created" | "running" | "restarting" | "exited";
+
+/** What the runtime persists about a container (also what list() returns). */
+export interface ContainerRecord {
+  /** 64 hex characters. */
+  id: string;
+  name: string;
+  /** Image ID (config digest) the container was created from. */
+  imageId: string;
+  created: string;
+  status: ContainerStatus;
+  /** Container init pid on the host while running, else 0. */
+  pid: number;
+  exitCode: number;
+  /** Set when the last start failed (Docker's State.Error). */
+  error: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  restartCount: number;
+  /** Stopped through stop(): restart policies leave it alone until it is started again. */
+  userStopped: boolean;
+  spec: ContainerSpec;
+  /** The resolved process (image config merged with the spec). */
+  process: ResolvedProcess;
+}
+
+export interface ResolvedProcess {
+  path: string;
+  args: string[];
+  entrypoint: string[];
+  cmd: string[];
+  env: string[];
+  workingDir: string;
+  user: string;
+}
+
+export type RuntimeEventType = "create" | "start" | "die" | "restart" | "destroy";
+
+export interface RuntimeEvent {
+  type: RuntimeEventType;
+  id: string;
+  name: string;
+  time: string;
+  /** For die. */
+  exitCode?: number;
+}
+
+export interface StopOptions {
+  /** Seconds between SIGTERM and SIGKILL; default 10. */
+  timeoutSec?: number;
+  signal?: AbortSignal;
+}
+
+export interface RemoveOptions {
+  /** Kill a running container first instead of refusing. */
+  force?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface LogsOptions {
+  /** Keep streaming until the container stops (or the signal aborts). */
+  follow?: boolean;
+  /** Only entries at or after this time (a Date or Unix seconds, fractional allowed). */
+  since?: Date | number;
+  /** Only the last n entries (before following); default all. */
+  tail?: number;
+  /** Prefix each line with its RFC 3339 timestamp and a space, as Docker's API does. */
+  timestamps?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface LogEntry {
+  stream: "stdout" | "stderr";
+  /** The text as written, including its trailing newline when there was one (json-file's `log`). */
+  line: string;
+  /** RFC 3339 with nanoseconds. */
+  time: string;
+}
+
+export interface ExecOptions {
+  cmd: string[];
+  env?: string[];
+  user?: string;
+  workingDir?: string;
+  /** Allocate a pseudo-terminal (stdout and stderr are then merged into stdout). */
+  tty?: boolean;
+  /** Aborting sends SIGTERM, then SIGKILL after 2 s, to the exec'd process. */
+  signal?: AbortSignal;
+}
+
+export interface ExecProcess {
+  stdout: Readable;
+  stderr: Readable;
+  stdin: Writable;
+  /** Resolves with the process exit code (128+n when killed by signal n). */
+  exitCode: Promise<number>;
+}
+
+export interface ListOptions {
+  /** Include containers that are not running. */
+  all?: boolean;
+}
+
+export interface CloseOptions {
+  /**
+   * Containers whose restart policy is `no` or `on-failure` do not outlive the daemon: close() stops
+   * them, waiting this long before SIGKILL (default 10). `always`/`unless-stopped` ones keep running.
+   */
+  stopTimeoutSec?: number;
+}

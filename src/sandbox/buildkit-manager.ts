@@ -1,0 +1,172 @@
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { type ControlClient, createControlClient, waitReady } from "../buildkit/index.js";
+import type { ImageStore } from "../images/index.js";
+import type { ContainerSpec, Runtime } from "../runtime/index.js";
+import { parseDialAddress } from "../transport/index.js";
+import { abortReason } from "../util/index.js";
+import { assembleSandboxImage, loadSandboxImage, SANDBOX_IMAGE_REPOSITORY } from "./image/index.js";
+
+export const SANDBOX_NAME = SANDBOX_IMAGE_REPOSITORY;
+export const CACHE_VOLUME = "buildkit-cache";
+
+export interface BuildKitManagerOptions {
+  dataRoot: string;
+  toolsBin: string;
+  store: ImageStore;
+  runtime: Runtime;
+  buildkitVersion: string;
+  log?: (line: string) => void;
+}
+
+export interface SandboxStatus {
+  ready: boolean;
+  containerId?: string;
+  imageId?: string;
+  imageLoaded?: boolean;
+  /** Milliseconds from start() to ready. */
+  readyMs?: number;
+}
+
+/**
+ * Brings up BuildKit the way DESIGN.md draws it: the Arca-built image,
+ * the `arca-buildkit` container (loopback-only network, cache volume,
+ * restart always), reached only through the channel directory.
+ */
+export class BuildKitManager {
+  readonly channelDir: string;
+  #client: ControlClient | undefined;
+  #ready: Promise<ControlClient> | undefined;
+  #status: SandboxStatus = { ready: false };
+
+  constructor(private readonly opts: BuildKitManagerOptions) {
+    this.channelDir = path.join(opts.dataRoot, "run", "sandbox");
+  }
+
+  /** The channel endpoint of buildkitd (the proxy inside the sandbox listens there). */
+  get buildkitAddr(): string {
+    return `unix://${path.join(this.channelDir, "buildkitd.sock")}`;
+  }
+
+  /** Where the daemon must serve its registry endpoint for the sandbox. */
+  get registrySocket(): string {
+    return path.join(this.channelDir, "registry.sock");
+  }
+
+  get status(): SandboxStatus {
+    return { ...this.#status };
+  }
+
+  async prepareChannel(): Promise<void> {
+    await mkdir(this.channelDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Assembles/loads the image, ensures and starts the container, waits for BuildKit. */
+  start(signal?: AbortSignal): Promise<ControlClient> {
+    this.#ready ??= this.#start(signal).catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
+  }
+
+  async #start(signal?: AbortSignal): Promise<ControlClient> {
+    const t0 = performance.now();
+    const log = this.opts.log ?? (() => {});
+    await this.prepareChannel();
+    const assembled = await assembleSandboxImage({
+      dataRoot: this.opts.dataRoot,
+      toolsBin: this.opts.toolsBin,
+      signal,
+      onProgress: (l: string) => log(l),
+    });
+    const name = `${SANDBOX_NAME}:${this.opts.buildkitVersion}`;
+    const loaded = await loadSandboxImage(this.opts.store, assembled.layoutDir, { name });
+    log(loaded.loaded ? `loaded sandbox image ${loaded.imageId}` : "sandbox image unchanged");
+    const containerId = await this.#ensureContainer(name, loaded.imageId);
+    const client = createControlClient(parseDialAddress(this.buildkitAddr));
+    try {
+      await waitReady(client, {
+        signal,
+        onConnectAttempt: ({ attempt, attempts, error }) => {
+          if (error)
+            log(`waiting for BuildKit in the sandbox (attempt ${attempt}/${attempts}): ${error.message}`);
+        },
+      });
+      // Health: a worker must be there, not just a listening socket.
+      const workers = await client.control.listWorkers({}, { signal });
+      if (workers.record.length === 0) throw new Error("BuildKit in the sandbox has no worker");
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+    this.#client = client;
+    this.#status = {
+      ready: true,
+      containerId,
+      imageId: loaded.imageId,
+      imageLoaded: loaded.loaded,
+      readyMs: performance.now() - t0,
+    };
+    return client;
+  }
+
+  async #ensureContainer(image: string, imageId: string): Promise<string> {
+    const rt = this.opts.runtime;
+    const existing = tryInspect(rt, SANDBOX_NAME);
+    if (existing && existing.Image !== imageId) {
+      this.opts.log?.(`sandbox image changed: recreating ${SANDBOX_NAME}`);
+      await rt.remove(SANDBOX_NAME, { force: true });
+    }
+    const id = existing && existing.Image === imageId ? existing.Id : (await rt.create(this.#spec(image))).id;
+    const info = rt.inspect(id);
+    if (!info.State.Running) await rt.start(info.Id);
+    return info.Id;
+  }
+
+  #spec(image: string): ContainerSpec {
+    return {
+      name: SANDBOX_NAME,
+      image,
+      labels: { "com.arca.internal": "true", "com.arca.role": "buildkit" },
+      networkMode: "none",
+      restartPolicy: { name: "always" },
+      mounts: [
+        { type: "volume", source: CACHE_VOLUME, target: "/var/lib/buildkit" },
+        { type: "bind", source: this.channelDir, target: "/run/arca" },
+      ],
+      // buildkitd's OCI worker runs runc, mounts overlays and makes namespaces.
+      privileged: true,
+    };
+  }
+
+  /** The Control client once BuildKit is ready; waits (bounded by the signal) while it starts. */
+  async client(signal?: AbortSignal): Promise<ControlClient> {
+    if (this.#client) return this.#client;
+    if (!this.#ready) throw new Error("BuildKit manager not started");
+    if (!signal) return this.#ready;
+    return Promise.race([
+      this.#ready,
+      new Promise<never>((_, reject) =>
+        signal.addEventListener("abort", () => reject(abortReason(signal)), { once: true }),
+      ),
+    ]);
+  }
+
+  /** Stops the sandbox (the daemon is shutting down cleanly) and closes the client. */
+  async stop(opts: { keepRunning?: boolean } = {}): Promise<void> {
+    this.#client?.close();
+    this.#client = undefined;
+    this.#ready = undefined;
+    this.#status = { ready: false };
+    if (!opts.keepRunning) await this.opts.runtime.stop(SANDBOX_NAME, { timeoutSec: 10 }).catch(() => {});
+  }
+}
+
+function tryInspect(rt: Runtime, name: string): ReturnType<Runtime["inspect"]> | undefined {
+  try {
+    return rt.inspect(name);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,11 @@
+export {
+  type AssembleSandboxImageOptions,
+  assembleSandboxImage,
+  SANDBOX_IMAGE_REPOSITORY,
+  SANDBOX_REGISTRY_HOST,
+  type SandboxImage,
+} from "./assemble.js";
+export { SandboxImageError, type SandboxImageErrorCode } from "./errors.js";
+export { type LoadSandboxImageOptions, type LoadSandboxImageResult, loadSandboxImage } from "./load.js";
+export { readLayoutManifest } from "./oci-layout.js";
+export { pinnedBuildkitVersion } from "./repo-files.js";

@@ -1,0 +1,68 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import path from "node:path";
+
+const repo = path.resolve(import.meta.dirname, "../..");
+
+export interface DaemonProc {
+  proc: ChildProcess;
+  /** Everything the daemon printed so far. */
+  output(): string;
+  /** Waits until the output matches (or the daemon exits / the time runs out). */
+  waitFor(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts the real `arca daemon` (through tsx) on a data root. */
+export function startDaemon(dataRoot: string): DaemonProc {
+  const proc = spawn(
+    process.execPath,
+    ["--import", "tsx", path.join(repo, "src/cli/run.ts"), "daemon", "--data-root", dataRoot],
+    { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  const waiters = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    for (const w of waiters) w();
+  };
+  proc.stdout?.on("data", onData);
+  proc.stderr?.on("data", onData);
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once("exit", (code) => {
+      for (const w of waiters) w();
+      resolve(code);
+    }),
+  );
+  return {
+    proc,
+    output: () => out,
+    waitFor(re, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const m = out.match(re);
+          if (m) {
+            done();
+            resolve(m);
+          } else if (proc.exitCode !== null || proc.signalCode !== null) {
+            done();
+            reject(new Error(`daemon exited before ${re}:\n${out}`));
+          }
+        };
+        const t = setTimeout(() => {
+          done();
+          reject(new Error(`timed out waiting for ${re}:\n${out}`));
+        }, timeoutMs);
+        const done = () => {
+          clearTimeout(t);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
