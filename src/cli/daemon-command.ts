@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { createRegistryServer, ImageStore } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
 import { BuildKitManager, requireTool, SANDBOX_REGISTRY_HOST, toolsBin } from "../sandbox/index.js";
+import { errorMessage } from "../util/index.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
@@ -34,31 +35,37 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   requireTool("runc");
   requireTool("arca-proxy");
   await mkdir(path.join(dataRoot, "run"), { recursive: true, mode: 0o700 });
-  const store = await ImageStore.open(path.join(dataRoot, "images"));
-  const runtime = await createRuntime({ dataRoot, images: store, log: say });
-  const manager = new BuildKitManager({
-    dataRoot,
-    toolsBin: toolsBin(),
-    store,
-    runtime,
-    buildkitVersion: await buildkitVersion(),
-    log: say,
-  });
-  await manager.prepareChannel();
-  const registry = createRegistryServer(store);
-  await registry.listen(`unix://${manager.registrySocket}`);
-
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error("daemon stopping"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  // Everything opened below is closed in reverse order, whatever fails on the way.
+  const cleanup: (() => Promise<void> | void)[] = [];
   try {
+    const store = await ImageStore.open(path.join(dataRoot, "images"));
+    cleanup.push(() => store.close());
+    const runtime = await createRuntime({ dataRoot, images: store, log: say });
+    cleanup.push(() => runtime.close());
+    const manager = new BuildKitManager({
+      dataRoot,
+      toolsBin: toolsBin(),
+      store,
+      runtime,
+      buildkitVersion: await buildkitVersion(),
+      log: say,
+    });
+    await manager.prepareChannel();
+    const registry = createRegistryServer(store);
+    await registry.listen(`unix://${manager.registrySocket}`);
+    cleanup.push(() => registry.close());
+    cleanup.push(() => manager.stop());
     await manager.start(stop.signal);
     await writeDaemonState(dataRoot, {
       pid: process.pid,
       buildkitAddr: manager.buildkitAddr,
       registryHost: SANDBOX_REGISTRY_HOST,
     });
+    cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;
     say(
       `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}, BuildKit at ${manager.buildkitAddr}, data root ${dataRoot})`,
@@ -71,11 +78,13 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
-    await clearDaemonState(dataRoot);
-    await manager.stop();
-    await runtime.close();
-    await registry.close();
-    store.close();
+    for (const step of cleanup.reverse()) {
+      try {
+        await step();
+      } catch (err) {
+        say(`shutdown: ${errorMessage(err)}`);
+      }
+    }
   }
 }
 

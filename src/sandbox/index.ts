@@ -6,7 +6,6 @@ export {
   type SandboxStatus,
 } from "./buildkit-manager.js";
 export { buildkitdConfig } from "./buildkitd-config.js";
-export { HostBuildkitd, type HostBuildkitdOptions } from "./host-buildkitd.js";
 export {
   assembleSandboxImage,
   loadSandboxImage,

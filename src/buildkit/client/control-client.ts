@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import type { Duplex } from "node:stream";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Dialer } from "../../transport/index.js";
@@ -20,7 +21,15 @@ export interface ControlClient {
 }
 
 export function createControlClient(dialer: Dialer): ControlClient {
-  const connection = (signal?: AbortSignal) => dialer.connectNow?.() ?? new DialedDuplex(dialer.dial(signal));
+  // Every socket we open, so close() can end them: the session manager's abort() leaves a
+  // ready connection open, which kept buildkitd's graceful shutdown waiting.
+  const sockets = new Set<Duplex>();
+  const connection = (signal?: AbortSignal) => {
+    const sock: Duplex = dialer.connectNow?.() ?? new DialedDuplex(dialer.dial(signal));
+    sockets.add(sock);
+    sock.once("close", () => sockets.delete(sock));
+    return sock;
+  };
   const sessionOptions = { createConnection: () => connection() };
   const manager = new Http2SessionManager(
     AUTHORITY,
@@ -48,6 +57,7 @@ export function createControlClient(dialer: Dialer): ControlClient {
     close() {
       manager.abort();
       for (const s of sessions) s.destroy();
+      for (const sock of sockets) sock.destroy();
     },
   };
 }
