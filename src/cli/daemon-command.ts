@@ -1,6 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
 import { createRegistryServer, ImageStore } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
 import { BuildKitManager, requireTool, SANDBOX_REGISTRY_HOST, toolsBin } from "../sandbox/index.js";
@@ -9,7 +10,7 @@ import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
 
-const HELP = `Usage: arca daemon [--data-root DIR]
+const HELP = `Usage: arca daemon [--data-root DIR] [--socket unix:///tmp/arca.sock]
 
 Runs Arca: the image store, its registry endpoint on the sandbox channel, and
 BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGTERM
@@ -21,6 +22,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     args: argv,
     options: {
       "data-root": { type: "string" },
+      socket: { type: "string", short: "H", default: "unix:///tmp/arca.sock" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -42,16 +44,20 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   // Everything opened below is closed in reverse order, whatever fails on the way.
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
-    const store = await ImageStore.open(path.join(dataRoot, "images"));
+    const events = new EventBus();
+    const store = await ImageStore.open(path.join(dataRoot, "images"), {
+      onEvent: (e) => events.emit("image", e.type, e.id, e.name ? { name: e.name } : {}),
+    });
     cleanup.push(() => store.close());
     const runtime = await createRuntime({ dataRoot, images: store, log: say });
     cleanup.push(() => runtime.close());
+    const version = await buildkitVersion();
     const manager = new BuildKitManager({
       dataRoot,
       toolsBin: toolsBin(),
       store,
       runtime,
-      buildkitVersion: await buildkitVersion(),
+      buildkitVersion: version,
       log: say,
     });
     await manager.prepareChannel();
@@ -59,6 +65,24 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     await registry.listen(`unix://${manager.registrySocket}`);
     cleanup.push(() => registry.close());
     cleanup.push(() => manager.stop());
+    // The API answers at once; builds wait for BuildKit (bounded) while the sandbox comes up.
+    const api = createApiServer(
+      createApiRouter({
+        dataRoot,
+        store,
+        runtime,
+        buildkit: manager,
+        registryHost: SANDBOX_REGISTRY_HOST,
+        events,
+        buildkitVersion: version,
+        daemonName: `arca-${process.pid}`,
+        log: say,
+      }),
+      { log: say },
+    );
+    const socket = values.socket as string;
+    await api.listen(socket.includes("://") ? socket : `unix://${socket}`);
+    cleanup.push(() => api.close());
     await manager.start(stop.signal);
     await writeDaemonState(dataRoot, {
       pid: process.pid,
@@ -68,7 +92,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;
     say(
-      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}, BuildKit at ${manager.buildkitAddr}, data root ${dataRoot})`,
+      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
     );
     await new Promise<void>((resolve) =>
       stop.signal.addEventListener("abort", () => resolve(), { once: true }),

@@ -12,11 +12,11 @@ export interface DaemonProc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the real `arca daemon` (through tsx) on a data root. */
-export function startDaemon(dataRoot: string): DaemonProc {
+/** Starts the real `arca daemon` (through tsx) on a data root, its API on `socket` (default `<dataRoot>/arca.sock`). */
+export function startDaemon(dataRoot: string, socket = path.join(dataRoot, "arca.sock")): DaemonProc {
   const proc = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(repo, "src/cli/run.ts"), "daemon", "--data-root", dataRoot],
+    ["--import", "tsx", path.join(repo, "src/cli/run.ts"), "daemon", "--data-root", dataRoot, "--socket", socket],
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";

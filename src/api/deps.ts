@@ -1,0 +1,18 @@
+import type { ImageStore } from "../images/index.js";
+import type { Runtime } from "../runtime/index.js";
+import type { BuildKitManager } from "../sandbox/index.js";
+import type { EventBus } from "./events.js";
+
+/** What the routes work with; the daemon builds one and passes it to createApiRouter. */
+export interface ApiDeps {
+  dataRoot: string;
+  store: ImageStore;
+  runtime: Runtime;
+  buildkit: BuildKitManager;
+  /** Registry host as buildkitd in the sandbox reaches Arca's registry endpoint. */
+  registryHost: string;
+  events: EventBus;
+  buildkitVersion: string;
+  daemonName: string;
+  log: (line: string) => void;
+}

@@ -1,0 +1,45 @@
+import { ArcaError, type ErrorKind, findArcaError } from "../util/index.js";
+
+const kinds = {
+  invalid_parameter: "invalid_argument",
+  not_found: "not_found",
+  conflict: "conflict",
+  unsupported: "failed_precondition",
+  unavailable: "unavailable",
+} as const satisfies Record<string, ErrorKind>;
+
+export type ApiErrorCode = keyof typeof kinds;
+
+/** Errors the API layer raises itself (request validation); lower layers raise their own. */
+export class ApiError extends ArcaError {
+  override readonly name = "ApiError";
+  readonly kind: ErrorKind;
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.kind = kinds[code];
+  }
+}
+
+const STATUS: Record<ErrorKind, number> = {
+  invalid_argument: 400,
+  not_found: 404,
+  conflict: 409,
+  failed_precondition: 400,
+  unavailable: 503,
+  canceled: 499,
+  internal: 500,
+};
+
+/**
+ * The one place where errors become HTTP status codes (as dockerd's
+ * httpstatus.FromError): by the error's kind, never by its message.
+ * Untyped errors are 500.
+ */
+export function httpStatusFor(err: unknown): number {
+  const e = findArcaError(err);
+  return e ? STATUS[e.kind] : 500;
+}

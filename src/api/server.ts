@@ -1,0 +1,88 @@
+import http from "node:http";
+import { listen } from "../transport/index.js";
+import { ApiError } from "./errors.js";
+import { sendError, sendJSON } from "./respond.js";
+import type { Router } from "./router.js";
+import { splitVersion } from "./version.js";
+
+export interface ApiServer {
+  /** Listens on `unix:///path` (mode 0660; a live daemon on it is refused, a stale socket replaced). */
+  listen(address: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** The Engine API HTTP server: versioned and unversioned paths, JSON errors, hijacked upgrades. */
+export function createApiServer(router: Router, opts: { log?: (line: string) => void } = {}): ApiServer {
+  const server = http.createServer((req, res) => {
+    void dispatch(router, req, res).catch((err) => {
+      opts.log?.(`${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
+      sendError(res, err);
+    });
+  });
+  // Builds stream for minutes; never time a request out.
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+  server.on("upgrade", (req, socket, head) => {
+    void dispatchUpgrade(router, req, socket, head).catch((err) => {
+      opts.log?.(`upgrade ${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
+      if (!socket.destroyed) {
+        const body = JSON.stringify({ message: (err as Error).message });
+        socket.end(
+          `HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        );
+      }
+    });
+  });
+  const sockets = new Set<import("node:net").Socket>();
+  server.on("connection", (s) => {
+    sockets.add(s);
+    s.once("close", () => sockets.delete(s));
+  });
+  return {
+    listen: (address) => listen(address, server, { socketMode: 0o660 }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+async function dispatch(router: Router, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://arca");
+  const { apiVersion, path } = splitVersion(url.pathname);
+  const found = router.match(req.method ?? "GET", path);
+  if (!found) return sendJSON(res, 404, { message: "page not found" });
+  if ("methodNotAllowed" in found) return sendJSON(res, 405, { message: "method not allowed" });
+  const ac = new AbortController();
+  res.once("close", () => {
+    if (!res.writableFinished) ac.abort(new ApiError("unavailable", "client disconnected"));
+  });
+  await found.handler({
+    req,
+    res,
+    params: found.params,
+    query: url.searchParams,
+    apiVersion,
+    signal: ac.signal,
+  });
+}
+
+async function dispatchUpgrade(
+  router: Router,
+  req: http.IncomingMessage,
+  socket: import("node:stream").Duplex,
+  head: Buffer,
+): Promise<void> {
+  const url = new URL(req.url ?? "/", "http://arca");
+  const { apiVersion, path } = splitVersion(url.pathname);
+  const found = router.matchUpgrade(req.method ?? "GET", path);
+  if (!found || "methodNotAllowed" in found) {
+    const body = JSON.stringify({ message: "page not found" });
+    socket.end(
+      `HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    return;
+  }
+  await found.handler({ req, socket, head, params: found.params, query: url.searchParams, apiVersion });
+}
