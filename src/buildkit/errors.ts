@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind } from "../util/index.js";
+import { CodedError, type ErrorKind } from "../util/index.js";
 
 const kinds = {
   invalid_option: "invalid_argument",
@@ -13,15 +13,9 @@ const kinds = {
 export type BuildKitErrorCode = keyof typeof kinds;
 
 /** The buildkit layer's one error class. */
-export class BuildKitError extends ArcaError {
+export class BuildKitError extends CodedError<BuildKitErrorCode> {
   override readonly name = "BuildKitError";
-  readonly kind: ErrorKind;
-  constructor(
-    readonly code: BuildKitErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = kinds[code];
+  constructor(code: BuildKitErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, kinds, message, options);
   }
 }

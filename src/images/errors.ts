@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind } from "../util/index.js";
+import { CodedError, type ErrorKind } from "../util/index.js";
 
 /** Closed set of image-layer error codes; the kind is derived, never chosen per throw site. */
 export type ImageErrorCode =
@@ -38,16 +38,9 @@ const KINDS: Record<ImageErrorCode, ErrorKind> = {
   store_failed: "internal",
 };
 
-export class ImageError extends ArcaError {
-  readonly kind: ErrorKind;
+export class ImageError extends CodedError<ImageErrorCode> {
   override readonly name = "ImageError";
-
-  constructor(
-    readonly code: ImageErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = KINDS[code];
+  constructor(code: ImageErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, KINDS, message, options);
   }
 }

@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind } from "../util/index.js";
+import { CodedError, type ErrorKind } from "../util/index.js";
 
 /** Closed set of runtime error codes; each maps to exactly one kind. */
 const CODE_KIND = {
@@ -16,16 +16,9 @@ const CODE_KIND = {
 
 export type RuntimeErrorCode = keyof typeof CODE_KIND;
 
-export class RuntimeError extends ArcaError {
-  readonly kind: ErrorKind;
+export class RuntimeError extends CodedError<RuntimeErrorCode> {
   override readonly name = "RuntimeError";
-
-  constructor(
-    readonly code: RuntimeErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = CODE_KIND[code];
+  constructor(code: RuntimeErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, CODE_KIND, message, options);
   }
 }

@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind } from "../util/index.js";
+import { CodedError, type ErrorKind } from "../util/index.js";
 
 /** Closed set of transport failure codes; each maps to exactly one kind. */
 const CODE_KIND = {
@@ -21,17 +21,10 @@ const CODE_KIND = {
 
 export type TransportErrorCode = keyof typeof CODE_KIND;
 
-export class TransportError extends ArcaError {
-  readonly kind: ErrorKind;
+export class TransportError extends CodedError<TransportErrorCode> {
   override readonly name = "TransportError";
-
-  constructor(
-    readonly code: TransportErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = CODE_KIND[code];
+  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, CODE_KIND, message, options);
   }
 }
 

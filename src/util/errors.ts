@@ -17,6 +17,20 @@ export abstract class ArcaError extends Error {
   abstract readonly code: string;
 }
 
+/** Base of every layer's error class: a closed set of codes, each bound to one kind. */
+export abstract class CodedError<C extends string> extends ArcaError {
+  readonly kind: ErrorKind;
+  constructor(
+    readonly code: C,
+    kinds: Readonly<Record<C, ErrorKind>>,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.kind = kinds[code];
+  }
+}
+
 /** Walks the `cause` chain for the first ArcaError. */
 export function findArcaError(err: unknown): ArcaError | undefined {
   let cur: unknown = err;

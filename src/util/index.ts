@@ -1,2 +1,2 @@
 export { abortReason, sleep, throwIfAborted } from "./abort.js";
-export { ArcaError, type ErrorKind, errorMessage, findArcaError } from "./errors.js";
+export { ArcaError, CodedError, type ErrorKind, errorMessage, findArcaError } from "./errors.js";

@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind } from "../../util/index.js";
+import { CodedError, type ErrorKind } from "../../util/index.js";
 
 const kinds = {
   tool_missing: "failed_precondition",
@@ -13,15 +13,9 @@ export type SandboxImageErrorCode = keyof typeof kinds;
  * Errors of the sandbox image assembly. The sandbox layer has no errors.ts yet; when it gets one, these
  * codes belong in its closed set and this class goes away.
  */
-export class SandboxImageError extends ArcaError {
+export class SandboxImageError extends CodedError<SandboxImageErrorCode> {
   override readonly name = "SandboxImageError";
-  readonly kind: ErrorKind;
-  constructor(
-    readonly code: SandboxImageErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = kinds[code];
+  constructor(code: SandboxImageErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, kinds, message, options);
   }
 }
