@@ -1,4 +1,4 @@
-import { ArcaError, type ErrorKind, findArcaError } from "../util/index.js";
+import { CodedError, type ErrorKind, findArcaError } from "../util/index.js";
 
 const kinds = {
   invalid_parameter: "invalid_argument",
@@ -11,16 +11,10 @@ const kinds = {
 export type ApiErrorCode = keyof typeof kinds;
 
 /** Errors the API layer raises itself (request validation); lower layers raise their own. */
-export class ApiError extends ArcaError {
+export class ApiError extends CodedError<ApiErrorCode> {
   override readonly name = "ApiError";
-  readonly kind: ErrorKind;
-  constructor(
-    readonly code: ApiErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.kind = kinds[code];
+  constructor(code: ApiErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, kinds, message, options);
   }
 }
 

@@ -1,4 +1,7 @@
+import { registerBuildRoutes } from "./build-routes.js";
+import { registerContainerRoutes } from "./container-routes.js";
 import type { ApiDeps } from "./deps.js";
+import { registerImageRoutes } from "./image-routes.js";
 import { Router } from "./router.js";
 import { registerSystemRoutes } from "./system-routes.js";
 
@@ -6,5 +9,8 @@ import { registerSystemRoutes } from "./system-routes.js";
 export function createApiRouter(deps: ApiDeps): Router {
   const router = new Router();
   registerSystemRoutes(router, deps);
+  registerBuildRoutes(router, deps);
+  registerContainerRoutes(router, deps);
+  registerImageRoutes(router, deps);
   return router;
 }

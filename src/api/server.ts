@@ -1,6 +1,6 @@
 import http from "node:http";
 import { listen } from "../transport/index.js";
-import { ApiError } from "./errors.js";
+import { ApiError, httpStatusFor } from "./errors.js";
 import { sendError, sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 import { splitVersion } from "./version.js";
@@ -15,7 +15,8 @@ export interface ApiServer {
 export function createApiServer(router: Router, opts: { log?: (line: string) => void } = {}): ApiServer {
   const server = http.createServer((req, res) => {
     void dispatch(router, req, res).catch((err) => {
-      opts.log?.(`${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
+      // Client errors are answers, not incidents: only 5xx get logged.
+      if (httpStatusFor(err) >= 500) opts.log?.(`${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
       sendError(res, err);
     });
   });

@@ -2,7 +2,7 @@ import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
-import { createRegistryServer, ImageStore } from "../images/index.js";
+import { createRegistryServer, familiarName, ImageStore } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
 import { BuildKitManager, requireTool, SANDBOX_REGISTRY_HOST, toolsBin } from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
@@ -46,11 +46,18 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   try {
     const events = new EventBus();
     const store = await ImageStore.open(path.join(dataRoot, "images"), {
-      onEvent: (e) => events.emit("image", e.type, e.id, e.name ? { name: e.name } : {}),
+      onEvent: (e) => events.emit("image", e.type, e.id, e.name ? { name: familiarName(e.name) } : {}),
     });
     cleanup.push(() => store.close());
     const runtime = await createRuntime({ dataRoot, images: store, log: say });
     cleanup.push(() => runtime.close());
+    const unsubscribe = runtime.onEvent((e) =>
+      events.emit("container", e.type, e.id, {
+        name: e.name,
+        ...(e.exitCode === undefined ? {} : { exitCode: String(e.exitCode) }),
+      }),
+    );
+    cleanup.push(unsubscribe);
     const version = await buildkitVersion();
     const manager = new BuildKitManager({
       dataRoot,

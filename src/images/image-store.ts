@@ -312,6 +312,16 @@ export class ImageStore {
     return this.meta.getName(fullName)?.digest;
   }
 
+  /** Full names (`docker.io/library/busybox:local`) that resolve to the image, sorted. */
+  namesOf(id: Digest): string[] {
+    return this.meta.namesForImage(id).map((n) => n.name);
+  }
+
+  /** When a name was last set to the image (ms since epoch); undefined when it has no name. */
+  lastTagTime(id: Digest): number | undefined {
+    return this.meta.lastTagTime(id);
+  }
+
   /** Tags of a repository given as full name without tag (`docker.io/library/busybox`). */
   tagsOf(repository: string): string[] {
     return this.meta.namesWithPrefix(`${repository}:`).map((n) => n.name.slice(repository.length + 1));

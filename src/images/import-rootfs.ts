@@ -15,6 +15,10 @@ export interface ImportOptions {
   name?: string;
   /** Source shown in the history comment, as Docker does (`-` for stdin). */
   source?: string;
+  /** Replaces the `Imported from <source>` comment (`docker import --message`); also the config's `comment`. */
+  comment?: string;
+  /** Container config for the image (`docker import --change`), e.g. `{ Env: [...], Cmd: [...] }`. */
+  config?: Record<string, unknown>;
   signal?: AbortSignal;
 }
 
@@ -49,9 +53,10 @@ export async function importRootfs(
     architecture: platform.architecture,
     os: platform.os,
     created,
-    config: {},
+    ...(opts.comment ? { comment: opts.comment } : {}),
+    config: opts.config ?? {},
     rootfs: { type: "layers", diff_ids: [diffId] },
-    history: [{ created, comment: `Imported from ${opts.source ?? "-"}` }],
+    history: [{ created, comment: opts.comment || `Imported from ${opts.source ?? "-"}` }],
   };
   const configBytes = Buffer.from(JSON.stringify(config));
   const configInfo = await store.content.ingest(bytesSource(configBytes), {

@@ -206,6 +206,16 @@ export class Metadata {
       .all(id) as NameRow[];
   }
 
+  /** When a name last pointed at the image (ms since epoch), or undefined for an untagged image. */
+  lastTagTime(id: string): number | undefined {
+    const r = this.db
+      .prepare(
+        `SELECT MAX(n.updated_at) AS t FROM names n JOIN manifests m ON m.digest = n.digest WHERE m.image_id = ?`,
+      )
+      .get(id) as { t: number | null } | undefined;
+    return r?.t ?? undefined;
+  }
+
   namesWithPrefix(prefix: string): NameRow[] {
     return this.db
       .prepare("SELECT name, digest FROM names WHERE substr(name, 1, ?) = ? ORDER BY name")

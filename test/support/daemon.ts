@@ -16,7 +16,16 @@ export interface DaemonProc {
 export function startDaemon(dataRoot: string, socket = path.join(dataRoot, "arca.sock")): DaemonProc {
   const proc = spawn(
     process.execPath,
-    ["--import", "tsx", path.join(repo, "src/cli/run.ts"), "daemon", "--data-root", dataRoot, "--socket", socket],
+    [
+      "--import",
+      "tsx",
+      path.join(repo, "src/cli/run.ts"),
+      "daemon",
+      "--data-root",
+      dataRoot,
+      "--socket",
+      socket,
+    ],
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";

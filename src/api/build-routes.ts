@@ -1,0 +1,71 @@
+import {
+  BuildJobs,
+  buildCacheUsage,
+  parseBuildParams,
+  parsePruneParams,
+  pruneBuildCache,
+  runImageBuild,
+} from "../build/index.js";
+import { registerDiskUsageRoute } from "./build-disk-usage.js";
+import type { ApiDeps } from "./deps.js";
+import { ApiError } from "./errors.js";
+import { sendJSON, startJSONStream } from "./respond.js";
+import type { Router } from "./router.js";
+
+/** POST /build, /build/prune, /build/cancel and GET /system/df. */
+export function registerBuildRoutes(router: Router, deps: ApiDeps): void {
+  const jobs = new BuildJobs();
+  const imageIdFor = (ref: string): string | undefined => {
+    try {
+      return deps.store.resolve(ref).image.id;
+    } catch {
+      return undefined;
+    }
+  };
+
+  router.add("POST", "/build", async ({ req, res, query, apiVersion, signal }) => {
+    try {
+      const header = req.headers["x-registry-config"];
+      const params = parseBuildParams({
+        query,
+        apiVersion,
+        registryConfig: Array.isArray(header) ? header[0] : header,
+      });
+      await runImageBuild(
+        {
+          dataRoot: deps.dataRoot,
+          client: (s) => deps.buildkit.client(s),
+          registryHost: deps.registryHost,
+          jobs,
+          imageIdFor,
+        },
+        { params, body: req, apiVersion, signal, startOutput: () => startJSONStream(res) },
+      );
+    } catch (err) {
+      // Rejected before the body was read: drain it so the error response reaches the client.
+      if (!req.readableEnded) req.resume();
+      throw err;
+    }
+    res.end();
+  });
+
+  router.add("POST", "/build/cancel", ({ res, query }) => {
+    const id = query.get("id") ?? "";
+    if (!id) throw new ApiError("invalid_parameter", "build ID not provided");
+    jobs.cancel(id, new ApiError("unavailable", "build canceled by POST /build/cancel"));
+    res.writeHead(200, { "Content-Type": "application/json", "Content-Length": 0 });
+    res.end();
+  });
+
+  router.add("POST", "/build/prune", async ({ res, query, apiVersion, signal }) => {
+    const opts = parsePruneParams(query, apiVersion);
+    const client = await deps.buildkit.client(signal);
+    const report = await pruneBuildCache(client, opts, signal);
+    deps.events.emit("builder", "prune", "", { reclaimed: String(report.SpaceReclaimed) });
+    sendJSON(res, 200, report);
+  });
+
+  registerDiskUsageRoute(router, deps, (apiVersion, signal) =>
+    deps.buildkit.client(signal).then((c) => buildCacheUsage(c, apiVersion, signal)),
+  );
+}
