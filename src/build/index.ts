@@ -1,0 +1,21 @@
+export { BuildJobs } from "./build-jobs.js";
+export {
+  type BuildParams,
+  type BuildRequestInfo,
+  decodeRegistryConfig,
+  parseBuildParams,
+} from "./build-params.js";
+export { type PruneOptions, type PruneReport, parsePruneParams, pruneBuildCache } from "./cache-prune.js";
+export { buildCacheUsage, type CacheRecord, goTime } from "./cache-usage.js";
+export { ClassicOutput, type ClassicOutputOptions } from "./classic-output.js";
+export { contextRelativePath, type ExtractStats, extractContext } from "./context-extract.js";
+export { BuildError, type BuildErrorCode } from "./errors.js";
+export { buildFailure } from "./failure-message.js";
+export { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";
+export {
+  type ImageBuildDeps,
+  type ImageBuildOutcome,
+  type ImageBuildRequest,
+  runImageBuild,
+} from "./run-build.js";
+export { imageIdMessage, traceMessage } from "./trace-output.js";

@@ -1,0 +1,176 @@
+import { randomBytes } from "node:crypto";
+import { lstat, mkdir, rm } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { build, type ControlClient } from "../buildkit/index.js";
+import { familiarName } from "../images/index.js";
+import type { BuildJobs } from "./build-jobs.js";
+import type { BuildParams } from "./build-params.js";
+import { ClassicOutput } from "./classic-output.js";
+import { contextRelativePath, extractContext } from "./context-extract.js";
+import { BuildError } from "./errors.js";
+import { buildFailure } from "./failure-message.js";
+import { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";
+import { imageIdMessage, traceMessage } from "./trace-output.js";
+
+export interface ImageBuildDeps {
+  dataRoot: string;
+  /** A ready BuildKit Control client (waits while the sandbox starts). */
+  client: (signal: AbortSignal) => Promise<ControlClient>;
+  /** Registry endpoint as buildkitd reaches it (for the image exporter's push into the store). */
+  registryHost: string;
+  jobs: BuildJobs;
+  /** Image ID for a reference, when the store has it (printed after FROM in classic output). */
+  imageIdFor?: (ref: string) => string | undefined;
+}
+
+export interface ImageBuildRequest {
+  params: BuildParams;
+  /** The request body: the context archive. */
+  body: Readable;
+  apiVersion: string;
+  /** Aborts when the client goes away. */
+  signal: AbortSignal;
+  /** Starts the 200 JSON stream (called once the context is in place); returns its line writer. */
+  startOutput: () => EmitMessage;
+}
+
+export interface ImageBuildOutcome {
+  imageId?: string;
+  /** Set when the build failed after the stream started (the error is in the stream). */
+  error?: string;
+}
+
+/** With q=1, dockerd buffers everything and prints it only on failure; keep the tail, not all of it. */
+const QUIET_BUFFER_LIMIT = 4 << 20;
+
+function atLeast(v: string, min: string): boolean {
+  const [a1 = 0, a2 = 0] = v.split(".").map(Number);
+  const [b1 = 0, b2 = 0] = min.split(".").map(Number);
+  return a1 - b1 > 0 || (a1 === b1 && a2 >= b2);
+}
+
+function checkRemote(remote: string): void {
+  if (remote === "") return;
+  if (remote === "client-session" || remote === "upload-request") {
+    throw new BuildError(
+      "unsupported",
+      `remote ${JSON.stringify(remote)} is not supported by POST /build here: send the context as the request body (or use buildx, which talks to /grpc)`,
+    );
+  }
+  throw new BuildError(
+    "unsupported",
+    `remote build contexts are not supported (${remote}): the build sandbox has no network; fetch the context on the client and send it as the request body`,
+  );
+}
+
+/**
+ * POST /build: unpacks the context into a fresh temp dir, runs the Dockerfile
+ * build on BuildKit into the image store and streams classic (v1) or BuildKit
+ * trace (v2) output. Errors before the stream starts are thrown (the caller
+ * answers with a status); later ones go into the stream.
+ */
+export async function runImageBuild(
+  deps: ImageBuildDeps,
+  req: ImageBuildRequest,
+): Promise<ImageBuildOutcome> {
+  const { params } = req;
+  checkRemote(params.remote);
+  const dockerfileRel = contextRelativePath(params.dockerfile, "dockerfile");
+  if (dockerfileRel === "")
+    throw new BuildError("invalid_parameter", "the dockerfile parameter names no file");
+  const tmpRoot = path.join(deps.dataRoot, "tmp");
+  await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
+  const ctxDir = path.join(tmpRoot, `build-${randomBytes(8).toString("hex")}`);
+  await mkdir(ctxDir, { mode: 0o700 });
+  const cancel = new AbortController();
+  const signal = AbortSignal.any([req.signal, cancel.signal]);
+  const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
+  try {
+    await extractContext(req.body, ctxDir, signal);
+    const dockerfile = path.join(ctxDir, dockerfileRel);
+    if (params.version === "1" && !(await lstat(dockerfile).catch(() => undefined))) {
+      throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
+    }
+    return await streamBuild(deps, req, ctxDir, dockerfile, signal);
+  } finally {
+    unregister();
+    await rm(ctxDir, { recursive: true, force: true });
+  }
+}
+
+async function streamBuild(
+  deps: ImageBuildDeps,
+  req: ImageBuildRequest,
+  context: string,
+  dockerfile: string,
+  signal: AbortSignal,
+): Promise<ImageBuildOutcome> {
+  const { params } = req;
+  const out = outputWriter(req.startOutput(), params.quiet);
+  const classicMode = params.version === "1";
+  const classic = classicMode ? new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor }) : undefined;
+  try {
+    const client = await deps.client(signal);
+    const result = await build({
+      client,
+      context,
+      dockerfile,
+      target: params.target,
+      buildArgs: params.buildArgs,
+      labels: params.labels,
+      noCache: params.noCache,
+      platform: params.platform,
+      pull: params.pull,
+      network: params.network,
+      addHosts: params.extraHosts,
+      shmSize: params.shmSize,
+      ulimits: params.ulimits,
+      tags: params.tags,
+      outputs: [{ type: "image", attrs: params.exporterAttrs }],
+      imageStore: { registryHost: deps.registryHost },
+      credentials: params.credentials,
+      signal,
+      onProgress: (s) => (classic ? classic.update(s) : out.emit(traceMessage(s))),
+    });
+    classic?.finish();
+    const imageId = result.imageId;
+    if (!imageId) throw new BuildError("rejected", "missing image id");
+    if (classic) {
+      if (atLeast(req.apiVersion, "1.30")) out.emit({ aux: { ID: imageId } });
+      out.emit({ stream: `Successfully built ${imageId.replace(/^sha256:/, "").slice(0, 12)}\n` });
+      for (const t of params.tags) out.emit({ stream: `Successfully tagged ${familiarName(t)}\n` });
+    } else {
+      out.emit(imageIdMessage(imageId));
+    }
+    out.succeeded(imageId);
+    return { imageId };
+  } catch (err) {
+    classic?.finish();
+    const f = buildFailure(err, classicMode);
+    out.failed(errorMessageLine(f.message, f.code));
+    return { error: f.message };
+  }
+}
+
+function outputWriter(
+  emit: EmitMessage,
+  quiet: boolean,
+): { emit: EmitMessage; succeeded: (id: string) => void; failed: (m: JsonMessage) => void } {
+  if (!quiet) return { emit, succeeded: () => {}, failed: emit };
+  const held: { msg: JsonMessage; size: number }[] = [];
+  let size = 0;
+  return {
+    emit(msg) {
+      const n = JSON.stringify(msg).length;
+      held.push({ msg, size: n });
+      size += n;
+      while (size > QUIET_BUFFER_LIMIT && held.length > 1) size -= (held.shift() as { size: number }).size;
+    },
+    succeeded: (id) => emit({ stream: `${id}\n` }),
+    failed(m) {
+      for (const h of held) emit(h.msg);
+      emit(m);
+    },
+  };
+}
