@@ -1,8 +1,6 @@
-import { createWriteStream } from "node:fs";
-import { chmod, link, lstat, lutimes, mkdir, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmod, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { abortReason, errorMessage } from "../util/index.js";
 import { decompressedContext } from "./context-decompress.js";
@@ -81,6 +79,7 @@ export async function extractContext(
   const dirTimes: [string, Date][] = [];
   const extract = tar.extract();
   let feedError: unknown;
+  let extractError: unknown;
   const onAbort = () => extract.destroy(abortReason(signal));
   signal.addEventListener("abort", onAbort, { once: true });
   try {
@@ -89,6 +88,12 @@ export async function extractContext(
     tarStream.once("error", (err) => {
       feedError = err;
       extract.destroy(err);
+    });
+    // tar-stream fails the extractor, not the entry being read, when the body ends early: pass it on.
+    let current: { destroy(err?: Error): void; readableEnded?: boolean } | undefined;
+    extract.on("error", (err) => {
+      extractError = err;
+      current?.destroy(err);
     });
     const padder = new BlockPadder();
     tarStream.pipe(padder).pipe(extract);
@@ -117,6 +122,7 @@ export async function extractContext(
     };
 
     for await (const entry of extract) {
+      current = entry;
       const h = entry.header;
       stats.entries++;
       const rel = contextRelativePath(h.name);
@@ -154,8 +160,16 @@ export async function extractContext(
             await writeFile(abs, data, { flag: "wx", mode });
             stats.bytes += data.length;
           } else {
-            await pipeline(entry, createWriteStream(abs, { flags: "wx", mode }));
-            stats.bytes += size;
+            // for-await rather than pipeline(): tar-stream's entries are streamx streams.
+            const fh = await open(abs, "wx", mode);
+            try {
+              for await (const c of entry) {
+                await fh.write(c as Buffer);
+                stats.bytes += (c as Buffer).length;
+              }
+            } finally {
+              await fh.close();
+            }
           }
           // tar-stream's entry offset is where its header starts; the data follows it.
           const dataEnd = (entry as unknown as { offset: number }).offset + 512 + size;
@@ -215,7 +229,7 @@ export async function extractContext(
     body.resume();
     if (signal.aborted) throw new BuildError("canceled", "build canceled", { cause: abortReason(signal) });
     if (err instanceof BuildError) throw err;
-    const cause = feedError ?? err;
+    const cause = feedError ?? extractError ?? err;
     throw new BuildError("invalid_context", `failed to read build context: ${errorMessage(cause)}`, {
       cause,
     });

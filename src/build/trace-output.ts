@@ -1,8 +1,8 @@
 import { toBinary } from "@bufbuild/protobuf";
+import type { StatusResponse } from "../buildkit/index.js";
 // The schema is not re-exported by buildkit/index.ts (only the type is); the encoding must be
 // the generated one, so this reaches into the generated code directly.
-import { StatusResponseSchema } from "../buildkit/gen/moby/buildkit/v1/control_pb.js";
-import type { StatusResponse } from "../buildkit/index.js";
+import { StatusResponseSchema } from "../buildkit/index.js";
 import type { JsonMessage } from "./json-message.js";
 
 /**

@@ -2,7 +2,7 @@ export { type ControlClient, type ControlService, createControlClient } from "./
 export { type BuildOptions, type BuildResult, build, waitReady } from "./engine/build.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
-export type { StatusResponse } from "./gen/moby/buildkit/v1/control_pb.js";
+export { type StatusResponse, StatusResponseSchema } from "./gen/moby/buildkit/v1/control_pb.js";
 export * from "./progress/index.js";
 export type { TransferStats } from "./session/filesync/index.js";
 export { parseSecretSpec, type SecretSource } from "./session/secrets/index.js";
