@@ -33,6 +33,18 @@ async function sandboxContainer(dataRoot: string): Promise<{ id: string; pid: nu
   throw new Error("no running sandbox container");
 }
 
+/** buildkitd of this test's sandbox: the child of the container's init (other sandboxes may run on the machine). */
+async function sandboxBuildkitd(dataRoot: string): Promise<number> {
+  const { pid } = await sandboxContainer(dataRoot);
+  for (let i = 0; i < 100; i++) {
+    const r = await run("pgrep", ["-P", String(pid), "-x", "buildkitd"]).catch(() => ({ stdout: "" }));
+    const found = r.stdout.trim().split("\n").filter(Boolean);
+    if (found.length === 1) return Number(found[0]);
+    await delay(100);
+  }
+  throw new Error("buildkitd not found in the sandbox");
+}
+
 async function inSandbox(dataRoot: string, ...cmd: string[]): Promise<string> {
   const { id } = await sandboxContainer(dataRoot);
   const { stdout } = await run("runc", [
@@ -155,9 +167,7 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
     const slow = path.join(tmp, "slow");
     await mkdir(slow, { recursive: true });
     await writeFile(path.join(slow, "Dockerfile"), "FROM busybox:local\nRUN echo started && sleep 60\n");
-    const { stdout } = await run("pgrep", ["-f", "buildkitd --addr tcp://127.0.0.1:8088"]);
-    const pids = stdout.trim().split("\n").filter(Boolean);
-    assert.equal(pids.length, 1, `buildkitd pids: ${stdout}`);
+    const pid = await sandboxBuildkitd(dataRoot);
     let killed = false;
     const failing = build({
       addr,
@@ -166,7 +176,7 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
       onProgress: (s: StatusResponse) => {
         if (!killed && s.logs.some((l) => Buffer.from(l.msg).toString().includes("started"))) {
           killed = true;
-          process.kill(Number(pids[0]), "SIGKILL");
+          process.kill(pid, "SIGKILL");
         }
       },
     });
@@ -224,12 +234,13 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
   });
 
   test("daemon SIGTERM stops the sandbox: no orphan processes", async () => {
+    const { pid: init } = await sandboxContainer(dataRoot);
+    const bk = await sandboxBuildkitd(dataRoot);
     assert.equal(await daemon.stop("SIGTERM"), 0);
     const running = (await runcList(dataRoot)).filter((c) => c.status === "running");
     assert.equal(running.length, 0);
-    const ps = await run("pgrep", ["-f", "buildkitd --addr tcp://127.0.0.1:8088"]).catch(() => ({
-      stdout: "",
-    }));
-    assert.equal(ps.stdout.trim(), "", "buildkitd still running");
+    for (const p of [init, bk]) {
+      assert.throws(() => process.kill(p, 0), "sandbox process still alive");
+    }
   });
 });
