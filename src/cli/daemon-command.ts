@@ -1,10 +1,16 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
 import { createRegistryServer, familiarName, ImageStore } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
-import { BuildKitManager, requireTool, SANDBOX_REGISTRY_HOST, toolsBin } from "../sandbox/index.js";
+import {
+  BuildKitManager,
+  pinnedBuildkitVersion,
+  requireTool,
+  SANDBOX_REGISTRY_HOST,
+  toolsBin,
+} from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
@@ -58,7 +64,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }),
     );
     cleanup.push(unsubscribe);
-    const version = await buildkitVersion();
+    const version = await pinnedBuildkitVersion();
     const manager = new BuildKitManager({
       dataRoot,
       toolsBin: toolsBin(),
@@ -117,10 +123,4 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }
     }
   }
-}
-
-/** The pinned BuildKit version (scripts/versions.env), which names the sandbox image. */
-async function buildkitVersion(): Promise<string> {
-  const env = await readFile(new URL("../../scripts/versions.env", import.meta.url), "utf8").catch(() => "");
-  return /^BUILDKIT_VERSION=(\S+)/m.exec(env)?.[1] ?? "unknown";
 }
