@@ -3,6 +3,7 @@ import { registerContainerRoutes } from "./container-routes.js";
 import type { ApiDeps } from "./deps.js";
 import { registerImageRoutes } from "./image-routes.js";
 import { Router } from "./router.js";
+import { registerSessionRoutes } from "./session-routes.js";
 import { registerSystemRoutes } from "./system-routes.js";
 
 /** Every Engine API route Arca serves. */
@@ -12,5 +13,6 @@ export function createApiRouter(deps: ApiDeps): Router {
   registerBuildRoutes(router, deps);
   registerContainerRoutes(router, deps);
   registerImageRoutes(router, deps);
+  registerSessionRoutes(router, deps);
   return router;
 }

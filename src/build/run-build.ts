@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { build, type ControlClient } from "../buildkit/index.js";
+import { type BuildSource, build, type ControlClient } from "../buildkit/index.js";
 import { familiarName } from "../images/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import type { BuildParams } from "./build-params.js";
@@ -51,8 +51,9 @@ function atLeast(v: string, min: string): boolean {
 }
 
 function checkRemote(remote: string): void {
-  if (remote === "") return;
-  if (remote === "client-session" || remote === "upload-request") {
+  // client-session: the context comes from the client's own session (parseBuildParams allows it with version=2 only).
+  if (remote === "" || remote === "client-session") return;
+  if (remote === "upload-request") {
     throw new BuildError(
       "unsupported",
       `remote ${JSON.stringify(remote)} is not supported by POST /build here: send the context as the request body (or use buildx, which talks to /grpc)`,
@@ -76,6 +77,7 @@ export async function runImageBuild(
 ): Promise<ImageBuildOutcome> {
   const { params } = req;
   checkRemote(params.remote);
+  if (params.remote === "client-session") return await runSessionBuild(deps, req);
   const dockerfileRel = contextRelativePath(params.dockerfile, "dockerfile");
   if (dockerfileRel === "")
     throw new BuildError("invalid_parameter", "the dockerfile parameter names no file");
@@ -92,18 +94,38 @@ export async function runImageBuild(
     if (params.version === "1" && !(await lstat(dockerfile).catch(() => undefined))) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
-    return await streamBuild(deps, req, ctxDir, dockerfile, signal);
+    return await streamBuild(deps, req, { context: ctxDir, dockerfile }, signal);
   } finally {
     unregister();
     await rm(ctxDir, { recursive: true, force: true });
   }
 }
 
+/**
+ * remote=client-session: BuildKit reads the "context" and "dockerfile" local
+ * dirs from the session the client opened with POST /session; any request
+ * body is ignored (as dockerd does).
+ */
+async function runSessionBuild(deps: ImageBuildDeps, req: ImageBuildRequest): Promise<ImageBuildOutcome> {
+  const { params } = req;
+  if (!params.session) {
+    throw new BuildError("invalid_parameter", 'remote "client-session" needs the session parameter');
+  }
+  req.body.resume();
+  const cancel = new AbortController();
+  const signal = AbortSignal.any([req.signal, cancel.signal]);
+  const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
+  try {
+    return await streamBuild(deps, req, { session: params.session, dockerfile: params.dockerfile }, signal);
+  } finally {
+    unregister();
+  }
+}
+
 async function streamBuild(
   deps: ImageBuildDeps,
   req: ImageBuildRequest,
-  context: string,
-  dockerfile: string,
+  source: BuildSource,
   signal: AbortSignal,
 ): Promise<ImageBuildOutcome> {
   const { params } = req;
@@ -114,8 +136,7 @@ async function streamBuild(
     const client = await deps.client(signal);
     const result = await build({
       client,
-      context,
-      dockerfile,
+      ...source,
       target: params.target,
       buildArgs: params.buildArgs,
       labels: params.labels,

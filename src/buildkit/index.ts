@@ -1,8 +1,16 @@
 export { type ControlClient, type ControlService, createControlClient } from "./client/control-client.js";
-export { type BuildOptions, type BuildResult, build, waitReady } from "./engine/build.js";
+export {
+  type BuildOptions,
+  type BuildResult,
+  type BuildSettings,
+  type BuildSource,
+  build,
+  waitReady,
+} from "./engine/build.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
 export { type StatusResponse, StatusResponseSchema } from "./gen/moby/buildkit/v1/control_pb.js";
 export * from "./progress/index.js";
 export type { TransferStats } from "./session/filesync/index.js";
 export { parseSecretSpec, type SecretSource } from "./session/secrets/index.js";
+export { openSessionStream } from "./session/session-stream.js";

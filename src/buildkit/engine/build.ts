@@ -22,19 +22,36 @@ import { createFileSyncService, createTransferStats, type TransferStats } from "
 import { createHealthService } from "../session/health.js";
 import { rawFileSyncAttachable } from "../session/raw-file-sync.js";
 import { createSecretsService, type SecretSource } from "../session/secrets/index.js";
-import { newId, sharedKeyFor, startSession } from "../session/session.js";
+import { newId, type Session, sharedKeyFor, startSession } from "../session/session.js";
 import { dockerfileLocation, type FrontendInputs, frontendAttrs } from "./frontend-attrs.js";
 import { isClientExporter, type OutputSpec, parseOutputSpec } from "./outputs.js";
 import { describeSolveError } from "./solve-error.js";
 
-export interface BuildOptions extends Omit<FrontendInputs, "dockerfileName"> {
+/**
+ * Where the context comes from: give exactly one of `context` (a local
+ * directory Arca's own session serves) or `session` (a session the API client
+ * opened itself via POST /session, whose FileSync serves the "context" and
+ * "dockerfile" local dirs). A plain interface rather than a union so callers
+ * can spread partial options; build() checks the pair at run time.
+ */
+export interface BuildSource {
+  /** Build context directory. */
+  context?: string;
+  /** An external session id: no session of ours, no local dirs, no client-side outputs from us. */
+  session?: string;
+  /**
+   * With `context`: Dockerfile path (default `<context>/Dockerfile`), may lie outside the context.
+   * With `session`: the file name inside the session's "dockerfile" dir (default `Dockerfile`).
+   */
+  dockerfile?: string;
+}
+
+export type BuildOptions = BuildSource & BuildSettings;
+
+export interface BuildSettings extends Omit<FrontendInputs, "dockerfileName"> {
   /** BuildKit address (`unix://`, `tcp://`, `vsock-uds://`…); or pass `client`. */
   addr?: string;
   client?: ControlClient;
-  /** Build context directory. */
-  context: string;
-  /** Dockerfile path (default `<context>/Dockerfile`); may lie outside the context. */
-  dockerfile?: string;
   tags?: string[];
   /** `--output` specs; without any, the image goes to the image store (needs `imageStore`). */
   outputs?: (OutputSpec | string)[];
@@ -63,10 +80,18 @@ export interface BuildResult {
 
 type ExporterInit = MessageInitShape<typeof ExporterSchema>;
 
-/** Builds a Dockerfile with BuildKit's dockerfile.v0 frontend; context and outputs go through Arca's session. */
+/**
+ * Builds a Dockerfile with BuildKit's dockerfile.v0 frontend; context and
+ * outputs go through Arca's session, or through the caller's own session
+ * when `session` is given.
+ */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
   const signal = opts.signal;
   if (signal?.aborted) throw new BuildKitError("canceled", "build canceled", { cause: abortReason(signal) });
+  if (opts.session === "") throw new BuildKitError("invalid_option", "empty session id");
+  if ((opts.session === undefined) === (opts.context === undefined)) {
+    throw new BuildKitError("invalid_option", "a build needs either a context directory or a session");
+  }
   const owned = opts.client ? undefined : createControlClient(parseDialAddress(requireAddr(opts)));
   const client = opts.client ?? (owned as ControlClient);
   try {
@@ -124,6 +149,12 @@ function planExports(opts: BuildOptions): {
       targets.push(undefined);
       continue;
     }
+    if (isClientExporter(o) && opts.session !== undefined) {
+      // FileSend belongs to the client's session: it picks the destination.
+      exporters.push({ Type: o.type, Attrs: attrs });
+      targets.push(undefined);
+      continue;
+    }
     if (isClientExporter(o)) {
       if (!dest) throw new BuildKitError("invalid_option", `output type=${o.type} needs dest=`);
       if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name)
@@ -159,37 +190,31 @@ function imageExportAttrs(
 }
 
 async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildResult> {
-  const { dir: dockerfileDir, name: dockerfileName } = dockerfileLocation(opts.context, opts.dockerfile);
   const { exporters, targets } = planExports(opts);
   const transfer = createTransferStats();
   const ac = new AbortController();
   const onAbort = () => ac.abort(abortReason(opts.signal as AbortSignal));
   opts.signal?.addEventListener("abort", onAbort, { once: true });
 
-  const attachables: Attachable[] = [
-    attachable(Health, createHealthService()),
-    rawFileSyncAttachable(
-      createFileSyncService({
-        dirs: { context: { path: opts.context }, dockerfile: { path: dockerfileDir } },
-        stats: transfer,
-        signal: ac.signal,
-      }),
-    ),
-    attachable(Auth, createAuthService({ credentials: opts.credentials, configPath: opts.dockerConfigPath })),
-    attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
-  ];
-  if (targets.some((t) => t)) attachables.push(attachable(FileSendRaw, createFileSendService({ targets })));
+  let session: Session | undefined;
+  let sessionId: string;
+  let dockerfileName: string;
+  if (opts.session !== undefined) {
+    sessionId = opts.session;
+    dockerfileName = opts.dockerfile || "Dockerfile";
+  } else {
+    const context = opts.context as string;
+    const loc = dockerfileLocation(context, opts.dockerfile);
+    dockerfileName = loc.name;
+    session = startOwnSession(client, context, loc.dir, opts, targets, transfer, ac.signal);
+    sessionId = session.id;
+  }
 
   const ref = newId();
-  const session = startSession(client, {
-    sharedKey: sharedKeyFor(opts.context),
-    attachables,
-    signal: ac.signal,
-  });
   const first = exporters[0];
   const req = create(SolveRequestSchema, {
     Ref: ref,
-    Session: session.id,
+    Session: sessionId,
     Frontend: "dockerfile.v0",
     FrontendAttrs: frontendAttrs({ ...opts, dockerfileName }),
     Exporters: exporters,
@@ -215,12 +240,38 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
     throw toBuildError(err, opts.signal);
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
-    await session.close();
+    await session?.close();
     // Progress keeps draining after Solve returns (final DONE lines), but not forever.
     const t = setTimeout(() => statusAc.abort(), 2000);
     await status;
     clearTimeout(t);
   }
+}
+
+/** Arca's own session: serves the local dirs, credentials, secrets and client-side outputs. */
+function startOwnSession(
+  client: ControlClient,
+  context: string,
+  dockerfileDir: string,
+  opts: BuildSettings,
+  targets: (ExportTarget | undefined)[],
+  transfer: TransferStats,
+  signal: AbortSignal,
+): Session {
+  const attachables: Attachable[] = [
+    attachable(Health, createHealthService()),
+    rawFileSyncAttachable(
+      createFileSyncService({
+        dirs: { context: { path: context }, dockerfile: { path: dockerfileDir } },
+        stats: transfer,
+        signal,
+      }),
+    ),
+    attachable(Auth, createAuthService({ credentials: opts.credentials, configPath: opts.dockerConfigPath })),
+    attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
+  ];
+  if (targets.some((t) => t)) attachables.push(attachable(FileSendRaw, createFileSendService({ targets })));
+  return startSession(client, { sharedKey: sharedKeyFor(context), attachables, signal });
 }
 
 async function drainStatus(
