@@ -1,4 +1,5 @@
-import { chmod, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, writeFile } from "node:fs/promises";
+import { chmodSync, utimesSync, writeFileSync } from "node:fs";
+import { chmod, link, lstat, lutimes, mkdir, open, rm, symlink, utimes } from "node:fs/promises";
 import path from "node:path";
 import { type Readable, Transform } from "node:stream";
 import tar from "tar-stream";
@@ -76,6 +77,9 @@ export async function extractContext(
   const stats: ExtractStats = { entries: 0, bytes: 0 };
   const symlinks = new Set<string>();
   const madeDirs = new Set<string>([""]);
+  // Paths this archive created besides dirs: the temp dir starts empty, so anything else is known absent
+  // and needs no lstat (per-entry thread-pool calls made a 20,000-file context take ~25 s to unpack).
+  const written = new Set<string>();
   const dirTimes: [string, Date][] = [];
   const extract = tar.extract();
   let feedError: unknown;
@@ -107,14 +111,20 @@ export async function extractContext(
       if (madeDirs.has(rel)) return;
       await ensureDir(path.posix.dirname(rel) === "." ? "" : path.posix.dirname(rel));
       const abs = path.join(dir, rel);
-      const st = await lstat(abs).catch(() => undefined);
-      if (st && !st.isDirectory()) await rm(abs, { force: true });
-      if (!st?.isDirectory()) await mkdir(abs);
+      if (written.has(rel)) {
+        await rm(abs, { force: true });
+        written.delete(rel);
+      }
+      await mkdir(abs).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "EEXIST") throw err;
+      });
       symlinks.delete(rel);
       madeDirs.add(rel);
     };
     // A later entry replaces an earlier one at the same path (tar semantics), never writing into it.
     const clearPath = async (rel: string, abs: string) => {
+      if (!written.has(rel) && !madeDirs.has(rel)) return;
+      written.delete(rel);
       const st = await lstat(abs).catch(() => undefined);
       if (st) await rm(abs, { recursive: true, force: true });
       symlinks.delete(rel);
@@ -139,7 +149,10 @@ export async function extractContext(
       switch (h.type) {
         case "directory":
           if (rel !== "") {
-            if (!madeDirs.has(rel)) await clearPathUnlessDir(abs, rel, symlinks);
+            if (!madeDirs.has(rel) && written.has(rel)) {
+              await clearPathUnlessDir(abs, rel, symlinks);
+              written.delete(rel);
+            }
             await ensureDir(rel);
             await chmod(abs, mode);
             dirTimes.push([abs, mtime]);
@@ -157,7 +170,7 @@ export async function extractContext(
             const chunks: Buffer[] = [];
             for await (const c of entry) chunks.push(c as Buffer);
             const data = Buffer.concat(chunks);
-            await writeFile(abs, data, { flag: "wx", mode });
+            writeFileSync(abs, data, { flag: "wx", mode });
             stats.bytes += data.length;
           } else {
             // for-await rather than pipeline(): tar-stream's entries are streamx streams.
@@ -175,9 +188,10 @@ export async function extractContext(
           const dataEnd = (entry as unknown as { offset: number }).offset + 512 + size;
           if (padder.ended && dataEnd > padder.realBytes) throw new Error("unexpected EOF");
           // The umask may have dropped bits the archive asked for.
-          if (mode & 0o7022) await chmod(abs, mode);
+          if (mode & 0o7022) chmodSync(abs, mode);
           // Keep the archive's times: FileSync resends files whose mtime changed.
-          await utimes(abs, mtime, mtime);
+          utimesSync(abs, mtime, mtime);
+          written.add(rel);
           break;
         }
         case "symlink":
@@ -186,6 +200,7 @@ export async function extractContext(
           await ensureDir(parent);
           await clearPath(rel, abs);
           await symlink(h.linkname ?? "", abs);
+          written.add(rel);
           await lutimes(abs, mtime, mtime).catch(() => {});
           symlinks.add(rel);
           entry.resume();
@@ -209,6 +224,7 @@ export async function extractContext(
           await ensureDir(parent);
           await clearPath(rel, abs);
           await link(targetAbs, abs);
+          written.add(rel);
           if (st.isSymbolicLink()) symlinks.add(rel);
           entry.resume();
           break;

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { lstat, mkdir, rm } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -94,7 +94,12 @@ export async function runImageBuild(
     if (params.version === "1" && !(await lstat(dockerfile).catch(() => undefined))) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
-    return await streamBuild(deps, req, { context: ctxDir, dockerfile }, signal);
+    return await streamBuild(
+      deps,
+      req,
+      { context: ctxDir, dockerfile, sharedKey: classicSharedKey(params) },
+      signal,
+    );
   } finally {
     unregister();
     await rm(ctxDir, { recursive: true, force: true });
@@ -125,7 +130,7 @@ async function runSessionBuild(deps: ImageBuildDeps, req: ImageBuildRequest): Pr
 async function streamBuild(
   deps: ImageBuildDeps,
   req: ImageBuildRequest,
-  source: BuildSource,
+  source: BuildSource & { sharedKey?: string },
   signal: AbortSignal,
 ): Promise<ImageBuildOutcome> {
   const { params } = req;
@@ -194,4 +199,14 @@ function outputWriter(
       emit(m);
     },
   };
+}
+
+/**
+ * Each POST /build unpacks into a fresh temp dir, so a path-based key would make every build send the
+ * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
+ * sends only what changed: the archive's mtimes are kept when unpacking.
+ */
+function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
+  const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
+  return createHash("sha256").update(id).digest("hex").slice(0, 32);
 }

@@ -49,6 +49,11 @@ export interface BuildSource {
 export type BuildOptions = BuildSource & BuildSettings;
 
 export interface BuildSettings extends Omit<FrontendInputs, "dockerfileName"> {
+  /**
+   * BuildKit's cache key for our local dirs (default: a hash of the context path). Builds that share it
+   * re-sync incrementally: only files whose metadata changed are sent again.
+   */
+  sharedKey?: string;
   /** BuildKit address (`unix://`, `tcp://`, `vsock-uds://`…); or pass `client`. */
   addr?: string;
   client?: ControlClient;
@@ -271,7 +276,7 @@ function startOwnSession(
     attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
   ];
   if (targets.some((t) => t)) attachables.push(attachable(FileSendRaw, createFileSendService({ targets })));
-  return startSession(client, { sharedKey: sharedKeyFor(context), attachables, signal });
+  return startSession(client, { sharedKey: opts.sharedKey ?? sharedKeyFor(context), attachables, signal });
 }
 
 async function drainStatus(
