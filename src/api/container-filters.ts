@@ -1,36 +1,4 @@
-import { ApiError } from "./errors.js";
-
-/** Parsed `filters` query: key → accepted values. */
-export type Filters = Map<string, string[]>;
-
-/**
- * Parses dockerd's `filters` JSON (`{"label":{"a=b":true}}`, or the older `{"label":["a=b"]}`) and
- * rejects keys outside `accepted`, as dockerd's filters.Validate does.
- */
-export function parseFilters(raw: string | null, accepted: readonly string[]): Filters {
-  const out: Filters = new Map();
-  if (!raw) return out;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch (err) {
-    throw new ApiError("invalid_parameter", `invalid filter: ${(err as Error).message}`);
-  }
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
-    throw new ApiError("invalid_parameter", "invalid filter: expected a JSON object");
-  for (const [key, value] of Object.entries(parsed as Record<string, unknown>)) {
-    if (!accepted.includes(key)) throw new ApiError("invalid_parameter", `invalid filter '${key}'`);
-    const values = Array.isArray(value)
-      ? value.map(String)
-      : value && typeof value === "object"
-        ? Object.entries(value as Record<string, unknown>)
-            .filter(([, on]) => on === true)
-            .map(([v]) => v)
-        : [];
-    out.set(key, values);
-  }
-  return out;
-}
+import type { Filters } from "./query-params.js";
 
 /** True when the filter is absent, or any of its values matches. */
 export function matchAny(filters: Filters, key: string, test: (value: string) => boolean): boolean {

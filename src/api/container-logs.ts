@@ -2,12 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { ContainerInspect, Runtime } from "../runtime/index.js";
 import { frame, STDERR, STDOUT, streamContentType, writeWithBackpressure } from "./container-stream.js";
 import { ApiError } from "./errors.js";
-
-/** dockerd's httputils.BoolValue: anything but "", 0, no, false, none is true. */
-export function boolParam(query: URLSearchParams, key: string): boolean {
-  const v = (query.get(key) ?? "").trim().toLowerCase();
-  return !(v === "" || v === "0" || v === "no" || v === "false" || v === "none");
-}
+import { boolValue } from "./query-params.js";
 
 /** A `since`/`until` value as the docker CLI sends it (`seconds[.nanoseconds]`) in nanoseconds; 0n when unset. */
 function timestampParam(query: URLSearchParams, key: string): bigint {
@@ -37,14 +32,14 @@ export async function streamLogs(
   res: ServerResponse,
   signal: AbortSignal,
 ): Promise<void> {
-  const want = { stdout: boolParam(query, "stdout"), stderr: boolParam(query, "stderr") };
+  const want = { stdout: boolValue(query, "stdout"), stderr: boolValue(query, "stderr") };
   if (!want.stdout && !want.stderr)
     throw new ApiError("invalid_parameter", "Bad parameters: you must choose at least one stream");
   const since = timestampParam(query, "since");
   const until = timestampParam(query, "until");
   const tailRaw = (query.get("tail") ?? "").trim();
   const tail = /^\d+$/.test(tailRaw) ? Number(tailRaw) : undefined;
-  const timestamps = boolParam(query, "timestamps");
+  const timestamps = boolValue(query, "timestamps");
   const tty = c.Config.Tty;
 
   // Following stops at `until` even when nothing more is logged.
@@ -53,7 +48,7 @@ export async function streamLogs(
   const timer = until > 0n ? setTimeout(() => stopAt.abort(), Math.max(0, untilMs - Date.now())) : undefined;
   const stop = AbortSignal.any([signal, stopAt.signal]);
   const entries = runtime.logs(c.Id, {
-    follow: boolParam(query, "follow"),
+    follow: boolValue(query, "follow"),
     since: since > 0n ? Number(since) / 1e9 : undefined,
     tail,
     signal: stop,

@@ -1,9 +1,8 @@
 import { constants } from "node:os";
 import type { ContainerInspect } from "../runtime/index.js";
 import { ExecStore } from "./container-exec-store.js";
-import { parseFilters } from "./container-filters.js";
 import { dockerInspect } from "./container-inspect.js";
-import { boolParam, streamLogs } from "./container-logs.js";
+import { streamLogs } from "./container-logs.js";
 import {
   CONTAINER_FILTERS,
   containerSummary,
@@ -14,6 +13,7 @@ import {
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { registerExecRoutes } from "./exec-routes.js";
+import { boolValue, parseFilters } from "./query-params.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 import { registerVolumeRoutes } from "./volume-routes.js";
@@ -32,7 +32,7 @@ export function registerContainerRoutes(router: Router, deps: ApiDeps): void {
     validateContainerFilters(filters);
     const limitRaw = query.get("limit") ?? "";
     const limit = /^-?\d+$/.test(limitRaw) ? Number(limitRaw) : 0;
-    const all = boolParam(query, "all") || limit > 0 || filters.has("status") || filters.has("exited");
+    const all = boolValue(query, "all") || limit > 0 || filters.has("status") || filters.has("exited");
     const now = Date.now();
     const out: Record<string, unknown>[] = [];
     for (const rec of runtime.list({ all })) {
@@ -131,7 +131,7 @@ export function registerContainerRoutes(router: Router, deps: ApiDeps): void {
         "conflict",
         `cannot remove container ${c.Name.slice(1)}: it is managed by Arca (the BuildKit sandbox); stop the Arca daemon instead`,
       );
-    await runtime.remove(c.Id, { force: boolParam(query, "force"), signal });
+    await runtime.remove(c.Id, { force: boolValue(query, "force"), signal });
     empty(res, 204);
   });
 

@@ -1,7 +1,8 @@
 import type { ContainerInspect } from "../runtime/index.js";
-import { type Filters, matchAny, matchLabels, regexMatch } from "./container-filters.js";
+import { matchAny, matchLabels, regexMatch } from "./container-filters.js";
 import { networks } from "./container-inspect.js";
 import { ApiError } from "./errors.js";
+import type { Filters } from "./query-params.js";
 
 /** Containers carrying this label are Arca's own (the BuildKit sandbox): never listed. */
 export const INTERNAL_LABEL = "com.arca.internal";

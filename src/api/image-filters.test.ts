@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { applyChanges } from "./image-changes.js";
 import { globToRegExp, labelsMatch, parseTimeFilter, referenceMatches } from "./image-filters.js";
-import { boolFilter, parseFilters } from "./image-params.js";
+import { boolFilter, parseFilters } from "./query-params.js";
 
 test("reference globs follow Go's path.Match against the familiar ref or its name", () => {
   const p = (s: string) => [globToRegExp(s)];

@@ -1,5 +1,5 @@
 import { ApiError } from "./errors.js";
-import type { Filters } from "./image-params.js";
+import type { Filters } from "./query-params.js";
 
 /**
  * Go's path.Match as a RegExp (`*` and `?` stop at `/`, `[...]` classes with `^` negation, `\` escapes),

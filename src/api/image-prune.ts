@@ -2,8 +2,8 @@ import type { Digest, ImageStore } from "../images/index.js";
 import type { Runtime } from "../runtime/index.js";
 import { type DeleteRecord, purgeImage } from "./image-delete.js";
 import { labelsExclude, labelsMatch, untilOf } from "./image-filters.js";
-import { boolFilter, type Filters } from "./image-params.js";
 import { labelsOf } from "./image-views.js";
+import { boolFilter, type Filters } from "./query-params.js";
 
 export const PRUNE_FILTERS = ["dangling", "label", "label!", "until"] as const;
 

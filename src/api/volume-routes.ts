@@ -1,9 +1,9 @@
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { matchAny, matchLabels, parseFilters, regexMatch } from "./container-filters.js";
-import { boolParam } from "./container-logs.js";
+import { matchAny, matchLabels, regexMatch } from "./container-filters.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
+import { boolValue, parseFilters } from "./query-params.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 
@@ -104,7 +104,7 @@ export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
     const name = params.name as string;
     const v = await inspect(name);
     if (!v) {
-      if (boolParam(query, "force")) {
+      if (boolValue(query, "force")) {
         res.writeHead(204);
         res.end();
         return;
