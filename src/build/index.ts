@@ -8,7 +8,7 @@ export {
 export { type PruneOptions, type PruneReport, parsePruneParams, pruneBuildCache } from "./cache-prune.js";
 export { buildCacheUsage, type CacheRecord, goTime } from "./cache-usage.js";
 export { ClassicOutput, type ClassicOutputOptions } from "./classic-output.js";
-export { contextRelativePath, type ExtractStats, extractContext } from "./context-extract.js";
+export { type ContextArchive, contextRelativePath, spoolContext } from "./context-archive.js";
 export { BuildError, type BuildErrorCode } from "./errors.js";
 export { buildFailure } from "./failure-message.js";
 export { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { lstat, mkdir, rm } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { type BuildSource, build, type ControlClient } from "../buildkit/index.js";
@@ -7,7 +7,7 @@ import { familiarName } from "../images/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import type { BuildParams } from "./build-params.js";
 import { ClassicOutput } from "./classic-output.js";
-import { contextRelativePath, extractContext } from "./context-extract.js";
+import { contextRelativePath, spoolContext } from "./context-archive.js";
 import { BuildError } from "./errors.js";
 import { buildFailure } from "./failure-message.js";
 import { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";
@@ -66,7 +66,7 @@ function checkRemote(remote: string): void {
 }
 
 /**
- * POST /build: unpacks the context into a fresh temp dir, runs the Dockerfile
+ * POST /build: indexes the context archive (its bytes spooled to one temp file), runs the Dockerfile
  * build on BuildKit into the image store and streams classic (v1) or BuildKit
  * trace (v2) output. Errors before the stream starts are thrown (the caller
  * answers with a status); later ones go into the stream.
@@ -83,26 +83,25 @@ export async function runImageBuild(
     throw new BuildError("invalid_parameter", "the dockerfile parameter names no file");
   const tmpRoot = path.join(deps.dataRoot, "tmp");
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
-  const ctxDir = path.join(tmpRoot, `build-${randomBytes(8).toString("hex")}`);
-  await mkdir(ctxDir, { mode: 0o700 });
+  const spool = path.join(tmpRoot, `build-${randomBytes(8).toString("hex")}.spool`);
   const cancel = new AbortController();
   const signal = AbortSignal.any([req.signal, cancel.signal]);
   const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
+  let archive: Awaited<ReturnType<typeof spoolContext>> | undefined;
   try {
-    await extractContext(req.body, ctxDir, signal);
-    const dockerfile = path.join(ctxDir, dockerfileRel);
-    if (params.version === "1" && !(await lstat(dockerfile).catch(() => undefined))) {
+    archive = await spoolContext(req.body, spool, signal);
+    if (params.version === "1" && !archive.has(dockerfileRel)) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
     return await streamBuild(
       deps,
       req,
-      { context: ctxDir, dockerfile, sharedKey: classicSharedKey(params) },
+      { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey: classicSharedKey(params) },
       signal,
     );
   } finally {
     unregister();
-    await rm(ctxDir, { recursive: true, force: true });
+    await archive?.close();
   }
 }
 

@@ -5,12 +5,27 @@ export {
   type BuildSettings,
   type BuildSource,
   build,
+  imageExportAttrs,
   waitReady,
 } from "./engine/build.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
-export { type StatusResponse, StatusResponseSchema } from "./gen/moby/buildkit/v1/control_pb.js";
+export {
+  ExporterSchema,
+  SolveRequestSchema,
+  SolveResponseSchema,
+  type StatusResponse,
+  StatusResponseSchema,
+} from "./gen/moby/buildkit/v1/control_pb.js";
 export * from "./progress/index.js";
-export type { TransferStats } from "./session/filesync/index.js";
+export {
+  hostSourceFS,
+  type SourceDirent,
+  type SourceFile,
+  type SourceFS,
+  type SourceStat,
+  subSourceFS,
+  type TransferStats,
+} from "./session/filesync/index.js";
 export { parseSecretSpec, type SecretSource } from "./session/secrets/index.js";
 export { openSessionStream } from "./session/session-stream.js";

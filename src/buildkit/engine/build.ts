@@ -1,3 +1,4 @@
+import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -18,7 +19,14 @@ import type { Attachable } from "../session/attachable.js";
 import { attachable } from "../session/attachable.js";
 import { createAuthService } from "../session/auth/index.js";
 import { createFileSendService, type ExportTarget, FileSendRaw } from "../session/filesend/index.js";
-import { createFileSyncService, createTransferStats, type TransferStats } from "../session/filesync/index.js";
+import {
+  createFileSyncService,
+  createTransferStats,
+  type LocalDir,
+  type SourceFS,
+  subSourceFS,
+  type TransferStats,
+} from "../session/filesync/index.js";
 import { createHealthService } from "../session/health.js";
 import { rawFileSyncAttachable } from "../session/raw-file-sync.js";
 import { createSecretsService, type SecretSource } from "../session/secrets/index.js";
@@ -29,14 +37,17 @@ import { describeSolveError } from "./solve-error.js";
 
 /**
  * Where the context comes from: give exactly one of `context` (a local
- * directory Arca's own session serves) or `session` (a session the API client
- * opened itself via POST /session, whose FileSync serves the "context" and
- * "dockerfile" local dirs). A plain interface rather than a union so callers
- * can spread partial options; build() checks the pair at run time.
+ * directory Arca's own session serves), `contextFS` (any tree Arca's own
+ * session serves, e.g. an uploaded archive's index) or `session` (a session
+ * the API client opened itself via POST /session, whose FileSync serves the
+ * "context" and "dockerfile" local dirs). A plain interface rather than a
+ * union so callers can spread partial options; build() checks at run time.
  */
 export interface BuildSource {
   /** Build context directory. */
   context?: string;
+  /** Build context tree; `dockerfile` is then a path inside it (default `Dockerfile`) and `sharedKey` is required. */
+  contextFS?: SourceFS;
   /** An external session id: no session of ours, no local dirs, no client-side outputs from us. */
   session?: string;
   /**
@@ -94,8 +105,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const signal = opts.signal;
   if (signal?.aborted) throw new BuildKitError("canceled", "build canceled", { cause: abortReason(signal) });
   if (opts.session === "") throw new BuildKitError("invalid_option", "empty session id");
-  if ((opts.session === undefined) === (opts.context === undefined)) {
-    throw new BuildKitError("invalid_option", "a build needs either a context directory or a session");
+  const sources = [opts.session, opts.context, opts.contextFS].filter((s) => s !== undefined);
+  if (sources.length !== 1) {
+    throw new BuildKitError(
+      "invalid_option",
+      "a build needs exactly one of a context directory, a context tree or a session",
+    );
+  }
+  if (opts.contextFS && !opts.sharedKey) {
+    throw new BuildKitError("invalid_option", "a build from a context tree needs a sharedKey");
   }
   const owned = opts.client ? undefined : createControlClient(parseDialAddress(requireAddr(opts)));
   const client = opts.client ?? (owned as ControlClient);
@@ -175,7 +193,7 @@ function planExports(opts: BuildOptions): {
 }
 
 /** The image exporter pushing into Arca's store; untagged builds are pushed by digest (dangling image). */
-function imageExportAttrs(
+export function imageExportAttrs(
   registryHost: string,
   tags: string[],
   extra: Record<string, string>,
@@ -207,11 +225,30 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
   if (opts.session !== undefined) {
     sessionId = opts.session;
     dockerfileName = opts.dockerfile || "Dockerfile";
+  } else if (opts.contextFS) {
+    const rel = path.posix.normalize(opts.dockerfile || "Dockerfile");
+    const dir = path.posix.dirname(rel);
+    dockerfileName = path.posix.basename(rel);
+    const dirs = {
+      context: { fs: opts.contextFS },
+      dockerfile: { fs: subSourceFS(opts.contextFS, dir === "." ? "" : dir) },
+    };
+    session = startOwnSession(
+      client,
+      dirs,
+      { ...opts, sharedKey: opts.sharedKey as string },
+      targets,
+      transfer,
+      ac.signal,
+    );
+    sessionId = session.id;
   } else {
     const context = opts.context as string;
     const loc = dockerfileLocation(context, opts.dockerfile);
     dockerfileName = loc.name;
-    session = startOwnSession(client, context, loc.dir, opts, targets, transfer, ac.signal);
+    const dirs = { context: { path: context }, dockerfile: { path: loc.dir } };
+    const sharedKey = opts.sharedKey ?? sharedKeyFor(context);
+    session = startOwnSession(client, dirs, { ...opts, sharedKey }, targets, transfer, ac.signal);
     sessionId = session.id;
   }
 
@@ -256,9 +293,8 @@ async function solve(client: ControlClient, opts: BuildOptions): Promise<BuildRe
 /** Arca's own session: serves the local dirs, credentials, secrets and client-side outputs. */
 function startOwnSession(
   client: ControlClient,
-  context: string,
-  dockerfileDir: string,
-  opts: BuildSettings,
+  dirs: { context: LocalDir; dockerfile: LocalDir },
+  opts: BuildSettings & { sharedKey: string },
   targets: (ExportTarget | undefined)[],
   transfer: TransferStats,
   signal: AbortSignal,
@@ -267,7 +303,7 @@ function startOwnSession(
     attachable(Health, createHealthService()),
     rawFileSyncAttachable(
       createFileSyncService({
-        dirs: { context: { path: context }, dockerfile: { path: dockerfileDir } },
+        dirs,
         stats: transfer,
         signal,
       }),
@@ -276,7 +312,7 @@ function startOwnSession(
     attachable(Secrets, createSecretsService({ secrets: opts.secrets ?? {} })),
   ];
   if (targets.some((t) => t)) attachables.push(attachable(FileSendRaw, createFileSendService({ targets })));
-  return startSession(client, { sharedKey: opts.sharedKey ?? sharedKeyFor(context), attachables, signal });
+  return startSession(client, { sharedKey: opts.sharedKey, attachables, signal });
 }
 
 async function drainStatus(

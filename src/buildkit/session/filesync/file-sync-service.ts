@@ -1,6 +1,3 @@
-import { readFileSync } from "node:fs";
-import { open, realpath } from "node:fs/promises";
-import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { type Packet, Packet_PacketType, type PacketSchema } from "../../gen/fsutil/types/wire_pb.js";
@@ -10,6 +7,7 @@ import { isRegularGoMode } from "./file-mode.js";
 import { type FilterOptions, filteredWalk } from "./filtered-walk.js";
 import { PacketQueue } from "./packet-queue.js";
 import { PatternError } from "./pattern-matcher.js";
+import { hostSourceFS, type SourceFS } from "./source-fs.js";
 import {
   countTransfer,
   createTransferStats,
@@ -17,9 +15,8 @@ import {
   type TransferStats,
 } from "./transfer-stats.js";
 
-export interface LocalDir {
-  path: string;
-}
+/** A host directory, or any tree that can be served like one (e.g. an uploaded archive's index). */
+export type LocalDir = { path: string } | { fs: SourceFS };
 
 export interface FileSyncOptions {
   /** Local dirs by the name BuildKit asks for (metadata dir-name), e.g. context, dockerfile. */
@@ -56,9 +53,9 @@ export function createFileSyncService(opts: FileSyncOptions): Partial<ServiceImp
       const dirName = headerValue(ctx, "dir-name") ?? "";
       const dir = Object.hasOwn(opts.dirs, dirName) ? opts.dirs[dirName] : undefined;
       if (!dir) throw new ConnectError(`no access allowed to dir "${dirName}"`, Code.NotFound);
-      let root: string;
+      let root: SourceFS;
       try {
-        root = await realpath(dir.path);
+        root = "fs" in dir ? dir.fs : await hostSourceFS(dir.path);
       } catch (err) {
         throw new ConnectError(
           `local dir "${dirName}" is not available: ${(err as Error).message}`,
@@ -89,7 +86,7 @@ export function createFileSyncService(opts: FileSyncOptions): Partial<ServiceImp
 /** fsutil's Send: streams STATs while answering REQs with DATA, ends on FIN. */
 async function* sendDiffCopy(
   requests: AsyncIterable<Packet>,
-  root: string,
+  root: SourceFS,
   filter: FilterOptions,
   count: (c: keyof TransferCounters, n?: number) => void,
   outerSignal: AbortSignal,
@@ -149,7 +146,7 @@ async function* sendDiffCopy(
   const sendFile = async (id: number, rel: string, size: number) => {
     if (size <= SMALL_FILE) return sendSmallFile(id, rel);
     // Like fsutil, a file that can no longer be opened is sent as empty.
-    const fh = await open(path.join(root, rel), "r").catch(() => undefined);
+    const fh = await root.open(rel).catch(() => undefined);
     if (fh) {
       try {
         // Size the first buffer from the walk's stat (+1 so one short read shows EOF):
@@ -158,7 +155,7 @@ async function* sendDiffCopy(
         for (;;) {
           if (signal.aborted) throw signal.reason;
           const buf = Buffer.allocUnsafe(want);
-          const { bytesRead } = await fh.read(buf, 0, want, null);
+          const bytesRead = await fh.read(buf, 0, want);
           if (bytesRead > 0) {
             await out.push(
               { type: Packet_PacketType.PACKET_DATA, ID: id, data: buf.subarray(0, bytesRead) },
@@ -185,7 +182,7 @@ async function* sendDiffCopy(
   const sendSmallFile = async (id: number, rel: string) => {
     let data: Buffer | undefined;
     try {
-      data = readFileSync(path.join(root, rel));
+      data = root.readFile(rel);
     } catch {
       data = undefined; // Like fsutil, a file that can no longer be read is sent as empty.
     }

@@ -1,13 +1,17 @@
-import type { BigIntStats, Dirent } from "node:fs";
-import { lstatSync, readdirSync, readlinkSync } from "node:fs";
-import { lstat, realpath } from "node:fs/promises";
-import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { StatSchema } from "../../gen/fsutil/types/stat_pb.js";
 import { GoMode, goModeClear, goModeFromPosix } from "./file-mode.js";
 import { dedupePaths, followLinks, isNotFound } from "./follow-links.js";
 import { compareGoStrings } from "./go-path.js";
 import { emptyMatchInfo, type MatchInfo, type Pattern, PatternMatcher } from "./pattern-matcher.js";
+import {
+  hostSourceFS,
+  isDirMode,
+  isSymlinkMode,
+  type SourceDirent,
+  type SourceFS,
+  type SourceStat,
+} from "./source-fs.js";
 
 export type StatInit = MessageInitShape<typeof StatSchema> & { path: string; mode: number };
 
@@ -18,7 +22,6 @@ export interface FilterOptions {
 }
 
 interface VisitedDir {
-  abs: string;
   rel: string;
   includeInfo: MatchInfo;
   excludeInfo: MatchInfo;
@@ -38,23 +41,22 @@ type Decision =
 const SLICE = 256;
 
 /**
- * Walks `root` exactly as fsutil's filterFS over its host FS does: Go
+ * Walks `root` (a host directory or any SourceFS) exactly as fsutil's filterFS over its host FS does: Go
  * WalkDir order (pre-order, siblings by byte order), the include/exclude
  * rules and pruning of filter.go, and directories that are themselves
  * filtered out emitted lazily right before their first included descendant.
  * Yields one fsutil Stat per entry as the walk proceeds.
  */
 export async function* filteredWalk(
-  root: string,
+  root: string | SourceFS,
   opt: FilterOptions,
   signal?: AbortSignal,
 ): AsyncGenerator<StatInit> {
-  const realRoot = await realpath(root);
-  const rootStat = await lstat(realRoot);
-  if (!rootStat.isDirectory())
-    throw Object.assign(new Error(`not a directory: ${root}`), { code: "ENOTDIR" });
-  const walker = await FilteredWalker.create(realRoot, opt, signal);
-  yield* walker.walkDir(realRoot, "", [], false);
+  const fs = typeof root === "string" ? await hostSourceFS(root) : root;
+  if (!isDirMode(fs.lstat("").mode))
+    throw Object.assign(new Error(`not a directory: ${String(root)}`), { code: "ENOTDIR" });
+  const walker = await FilteredWalker.create(fs, opt, signal);
+  yield* walker.walkDir("", [], false);
 }
 
 class FilteredWalker {
@@ -62,6 +64,7 @@ class FilteredWalker {
   private sinceYield = 0;
 
   private constructor(
+    private readonly fs: SourceFS,
     private readonly include: PatternMatcher | undefined,
     private readonly exclude: PatternMatcher | undefined,
     private readonly onlyPrefixIncludes: boolean,
@@ -69,10 +72,10 @@ class FilteredWalker {
     private readonly signal: AbortSignal | undefined,
   ) {}
 
-  static async create(root: string, opt: FilterOptions, signal?: AbortSignal): Promise<FilteredWalker> {
+  static async create(fs: SourceFS, opt: FilterOptions, signal?: AbortSignal): Promise<FilteredWalker> {
     let includePatterns: string[] = [...(opt.includePatterns ?? [])];
     if (opt.followPaths && opt.followPaths.length > 0) {
-      const targets = await followLinks(root, opt.followPaths);
+      const targets = followLinks(fs, opt.followPaths);
       // fsutil dedupes include patterns + targets without re-sorting them.
       if (targets !== null) includePatterns = dedupePaths([...includePatterns, ...targets]) ?? [];
     }
@@ -83,18 +86,13 @@ class FilteredWalker {
         : undefined;
     const onlyPrefixIncludes = !include?.patterns.some((p) => !p.exclusion && hasPatternChars(p));
     const onlyPrefixExcludeExceptions = !exclude?.patterns.some((p) => p.exclusion && hasPatternChars(p));
-    return new FilteredWalker(include, exclude, onlyPrefixIncludes, onlyPrefixExcludeExceptions, signal);
+    return new FilteredWalker(fs, include, exclude, onlyPrefixIncludes, onlyPrefixExcludeExceptions, signal);
   }
 
-  async *walkDir(
-    abs: string,
-    rel: string,
-    parents: VisitedDir[],
-    skipped: boolean,
-  ): AsyncGenerator<StatInit> {
-    let dirents: Dirent[];
+  async *walkDir(rel: string, parents: VisitedDir[], skipped: boolean): AsyncGenerator<StatInit> {
+    let dirents: SourceDirent[];
     try {
-      dirents = readdirSync(abs, { withFileTypes: true });
+      dirents = this.fs.readdir(rel);
     } catch (err) {
       if (isNotFound(err)) return;
       // fsutil tolerates unreadable directories only when they are filtered out.
@@ -102,9 +100,7 @@ class FilteredWalker {
       if (skipped && (code === "EACCES" || code === "EPERM")) return;
       throw err;
     }
-    const entries = dirents
-      .map((d) => ({ name: d.name, isDir: d.isDirectory() }))
-      .sort((a, b) => compareGoStrings(a.name, b.name));
+    const entries = [...dirents].sort((a, b) => compareGoStrings(a.name, b.name));
     const parent = parents[parents.length - 1];
     const decisions = entries.map((e) =>
       this.decide(rel === "" ? e.name : `${rel}/${e.name}`, e.isDir, parent),
@@ -119,17 +115,15 @@ class FilteredWalker {
       const e = entries[i] as { name: string; isDir: boolean };
       const d = decisions[i] as Decision;
       if (d.kind === "skipdir") continue;
-      const childAbs = path.join(abs, e.name);
       const childRel = rel === "" ? e.name : `${rel}/${e.name}`;
       const visited: VisitedDir = {
-        abs: childAbs,
         rel: childRel,
         includeInfo: d.includeInfo,
         excludeInfo: d.excludeInfo,
         calledFn: false,
       };
       if (d.kind === "emit") {
-        const pr = probe(childAbs);
+        const pr = probe(this.fs, childRel);
         if ("error" in pr) {
           if (isNotFound(pr.error)) continue; // vanished during the walk
           throw pr.error;
@@ -137,19 +131,19 @@ class FilteredWalker {
         for (const pd of parents) {
           if (pd.calledFn) continue;
           pd.calledFn = true;
-          const ps = probe(pd.abs);
+          const ps = probe(this.fs, pd.rel);
           if ("error" in ps) throw ps.error;
           yield this.mkstat(pd.rel, ps);
         }
         visited.calledFn = true;
         yield this.mkstat(childRel, pr);
-        if (!pr.st.isDirectory()) continue;
+        if (!isDirMode(pr.st.mode)) continue;
       } else if (!e.isDir) {
         continue;
       }
       parents.push(visited);
       try {
-        yield* this.walkDir(childAbs, childRel, parents, d.kind === "skip");
+        yield* this.walkDir(childRel, parents, d.kind === "skip");
       } finally {
         parents.pop();
       }
@@ -192,18 +186,18 @@ class FilteredWalker {
   }
 
   /** fsutil's mkstat (stat.go, stat_unix.go) minus xattrs, which Node cannot read. */
-  private mkstat(rel: string, pr: { st: BigIntStats; link: string }): StatInit {
+  private mkstat(rel: string, pr: { st: SourceStat; link: string }): StatInit {
     const st = pr.st;
-    const posix = Number(st.mode);
+    const posix = st.mode;
     let mode = goModeFromPosix(posix);
     const stat: StatInit = {
       path: rel,
       mode,
-      uid: Number(st.uid),
-      gid: Number(st.gid),
+      uid: st.uid,
+      gid: st.gid,
       modTime: st.mtimeNs,
     };
-    if (!st.isDirectory()) {
+    if (!isDirMode(posix)) {
       if ((posix & 0o060000) !== 0) {
         stat.devmajor = (st.rdev >> 8n) & 0xfffn;
         stat.devminor = (st.rdev & 0xffn) | ((st.rdev >> 12n) & 0xfff00n);
@@ -215,7 +209,7 @@ class FilteredWalker {
         else this.seenFiles.set(st.ino, rel);
       }
       stat.size = st.size;
-      if (st.isSymbolicLink()) stat.linkname = pr.link;
+      if (isSymlinkMode(posix)) stat.linkname = pr.link;
     }
     // fsutil clears the socket bit (archive/tar cannot represent it).
     mode = goModeClear(mode, GoMode.socket);
@@ -224,12 +218,12 @@ class FilteredWalker {
   }
 }
 
-type Probe = { st: BigIntStats; link: string } | { error: unknown };
+type Probe = { st: SourceStat; link: string } | { error: unknown };
 
-function probe(abs: string): Probe {
+function probe(fs: SourceFS, rel: string): Probe {
   try {
-    const st = lstatSync(abs, { bigint: true });
-    const link = st.isSymbolicLink() ? readlinkSync(abs) : "";
+    const st = fs.lstat(rel);
+    const link = isSymlinkMode(st.mode) ? fs.readlink(rel) : "";
     return { st, link };
   } catch (error) {
     return { error };

@@ -1,7 +1,6 @@
-import { lstat, readdir, readlink } from "node:fs/promises";
-import path from "node:path";
 import { goGlobMatch } from "./go-glob.js";
 import { basePath, cleanPath, compareGoStrings, dirPath, joinPath } from "./go-path.js";
+import { isSymlinkMode, type SourceFS } from "./source-fs.js";
 
 /**
  * fsutil's FollowLinks: resolves followpaths into include paths, adding both
@@ -9,22 +8,22 @@ import { basePath, cleanPath, compareGoStrings, dirPath, joinPath } from "./go-p
  * root, also for absolute targets). Returns null when one of them is the
  * root itself, which means "no filter" (Go's nil).
  */
-export async function followLinks(root: string, paths: readonly string[]): Promise<string[] | null> {
+export function followLinks(fs: SourceFS, paths: readonly string[]): string[] | null {
   const resolved = new Set<string>();
 
-  async function append(input: string): Promise<void> {
+  function append(input: string): void {
     let p = joinPath(".", input);
     let current = ".";
     for (;;) {
       const slash = p.indexOf("/");
       const first = slash < 0 ? p : p.slice(0, slash);
       current = joinPath(current, first);
-      const targets = await readSymlink(current, true);
+      const targets = readSymlink(current, true);
       p = slash < 0 ? "" : p.slice(slash + 1);
       if ((p === "" || targets !== null) && resolved.has(current)) return;
       if (targets !== null) {
         resolved.add(current);
-        for (const t of targets) await append(joinPath(t, p));
+        for (const t of targets) append(joinPath(t, p));
         return;
       }
       if (p === "") {
@@ -34,24 +33,24 @@ export async function followLinks(root: string, paths: readonly string[]): Promi
     }
   }
 
-  async function readSymlink(p: string, allowWildcard: boolean): Promise<string[] | null> {
+  function readSymlink(p: string, allowWildcard: boolean): string[] | null {
     const base = basePath(p);
     if (allowWildcard && containsWildcards(base)) {
-      const names = await readNames(dirPath(p));
+      const names = readNames(dirPath(p));
       const out: string[] = [];
       for (const name of names) {
         if (!goGlobMatch(base, name)) continue;
-        const res = await readSymlink(joinPath(dirPath(p), name), false);
+        const res = readSymlink(joinPath(dirPath(p), name), false);
         if (res) out.push(...res);
       }
       return out.length > 0 ? out : null;
     }
     if (p === "." || p === "/" || p === ".." || p.startsWith("../")) return null;
-    const abs = path.join(root, p);
+    // Relative to the root: joinPath may have made p absolute ("/x").
+    const rel = p.replace(/^\/+/, "");
     try {
-      const st = await lstat(abs);
-      if (!st.isSymbolicLink()) return null;
-      const link = cleanPath(await readlink(abs));
+      if (!isSymlinkMode(fs.lstat(rel).mode)) return null;
+      const link = cleanPath(fs.readlink(rel));
       if (link.startsWith("/")) return [link];
       return [joinPath("/", joinPath(dirPath(p), link))];
     } catch (err) {
@@ -60,17 +59,18 @@ export async function followLinks(root: string, paths: readonly string[]): Promi
     }
   }
 
-  async function readNames(dir: string): Promise<string[]> {
+  function readNames(dir: string): string[] {
     if (dir === ".." || dir.startsWith("../")) return [];
     try {
-      return await readdir(path.join(root, dir === "/" ? "." : dir));
+      const rel = dir === "/" || dir === "." ? "" : dir.replace(/^\/+/, "");
+      return fs.readdir(rel).map((d) => d.name);
     } catch (err) {
       if (isNotFound(err)) return [];
       throw err;
     }
   }
 
-  for (const p of paths) await append(p);
+  for (const p of paths) append(p);
   return dedupePaths([...resolved].sort(compareGoStrings));
 }
 

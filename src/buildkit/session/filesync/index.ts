@@ -9,6 +9,14 @@ export {
 export { type FilterOptions, filteredWalk, type StatInit } from "./filtered-walk.js";
 export { type MatchInfo, PatternError, PatternMatcher } from "./pattern-matcher.js";
 export {
+  hostSourceFS,
+  type SourceDirent,
+  type SourceFile,
+  type SourceFS,
+  type SourceStat,
+  subSourceFS,
+} from "./source-fs.js";
+export {
   countTransfer,
   createTransferStats,
   type TransferCounters,

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { after, describe, test } from "node:test";
+import tar from "tar-stream";
+import { filteredWalk } from "../buildkit/session/filesync/index.js";
+import { type ContextArchive, spoolContext } from "./context-archive.js";
+
+async function tarOf(add: (p: tar.Pack) => void): Promise<Buffer> {
+  const pack = tar.pack();
+  add(pack);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+describe("spoolContext", () => {
+  const dirs: string[] = [];
+  const fresh = async () => {
+    const d = await mkdtemp(path.join(os.tmpdir(), "arca-ctx-"));
+    dirs.push(d);
+    return d;
+  };
+  after(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  const spool = async (body: Buffer, dir: string) =>
+    spoolContext(Readable.from([body]), path.join(dir, "ctx.spool"), new AbortController().signal);
+  const read = async (a: ContextArchive, rel: string) => {
+    const f = await a.fs.open(rel);
+    const buf = Buffer.alloc(1 << 16);
+    let out = "";
+    for (let n = await f.read(buf, 0, 7); n > 0; n = await f.read(buf, 0, 7))
+      out += buf.toString("utf8", 0, n);
+    await f.close();
+    return out;
+  };
+
+  test("files, dirs, symlinks (kept, even pointing out), hardlinks, modes, mtimes, replacement", async () => {
+    const dir = await fresh();
+    const mtime = new Date("2020-01-02T03:04:05Z");
+    const big = "b".repeat(300 << 10);
+    const body = await tarOf((p) => {
+      p.entry({ name: "./a/", type: "directory", mode: 0o700, mtime });
+      p.entry({ name: "a/f.txt", mode: 0o4640, mtime }, "hi");
+      p.entry({ name: "out", type: "symlink", linkname: "/etc" });
+      p.entry({ name: "hl", type: "link", linkname: "a/f.txt" });
+      p.entry({ name: "big" }, big);
+      p.entry({ name: "implied/deep/x" }, "x");
+      p.entry({ name: "gone/y" }, "y");
+      p.entry({ name: "gone" }, "now a file");
+    });
+    const a = await spool(body, dir);
+    assert.equal(a.entries, 8);
+    assert.equal(a.fs.readFile("a/f.txt").toString(), "hi");
+    assert.equal(await read(a, "big"), big);
+    assert.equal(await read(a, "a/f.txt"), "hi");
+    const f = a.fs.lstat("a/f.txt");
+    assert.equal(f.mode, 0o104640);
+    assert.equal(f.mtimeNs, BigInt(mtime.getTime()) * 1_000_000n);
+    assert.equal(f.nlink, 2n);
+    assert.equal(a.fs.lstat("hl").ino, f.ino);
+    assert.equal(a.fs.lstat("a").mode, 0o40700);
+    assert.equal(a.fs.readlink("out"), "/etc");
+    assert.equal(a.fs.lstat("implied/deep").mode, 0o40755);
+    assert.equal(a.fs.readFile("gone").toString(), "now a file");
+    assert.ok(a.has("implied/deep/x") && !a.has("gone/y") && !a.has("nope"));
+    assert.throws(() => a.fs.lstat("nope"), { code: "ENOENT" });
+    // Served like a directory: fsutil order, hardlink named after the first path.
+    const walked = [];
+    for await (const s of filteredWalk(a.fs, {})) walked.push([s.path, s.linkname ?? ""]);
+    assert.deepEqual(walked, [
+      ["a", ""],
+      ["a/f.txt", ""],
+      ["big", ""],
+      ["gone", ""],
+      ["hl", "a/f.txt"],
+      ["implied", ""],
+      ["implied/deep", ""],
+      ["implied/deep/x", ""],
+      ["out", "/etc"],
+    ]);
+    await a.close();
+    assert.deepEqual(await readdir(dir), []);
+  });
+
+  test("an archive ending right after the last file's data (the docker CLI's) is accepted", async () => {
+    const dir = await fresh();
+    const body = await tarOf((p) => p.entry({ name: "Dockerfile" }, "FROM x\n"));
+    const a = await spool(body.subarray(0, 512 + 7), dir);
+    assert.equal(a.fs.readFile("Dockerfile").toString(), "FROM x\n");
+    await a.close();
+  });
+
+  test("refuses escapes and truncation, leaving nothing behind", async () => {
+    const cases: [Buffer, RegExp][] = [
+      [await tarOf((p) => p.entry({ name: "../x" }, "x")), /"\.\." component/],
+      [await tarOf((p) => p.entry({ name: "/abs" }, "x")), /absolute path/],
+      [
+        await tarOf((p) => {
+          p.entry({ name: "l", type: "symlink", linkname: "/tmp" });
+          p.entry({ name: "l/x" }, "x");
+        }),
+        /goes through a symlink/,
+      ],
+      [
+        await tarOf((p) => p.entry({ name: "h", type: "link", linkname: "../etc/passwd" })),
+        /"\.\." component/,
+      ],
+      [await tarOf((p) => p.entry({ name: "h", type: "link", linkname: "later" })), /not an earlier file/],
+      [
+        (await tarOf((p) => p.entry({ name: "f" }, "y".repeat(3000)))).subarray(0, 1500),
+        /Unexpected end of data|unexpected EOF/,
+      ],
+      [Buffer.from("not a tar ".repeat(100)), /failed to read build context/],
+    ];
+    for (const [body, re] of cases) {
+      const dir = await fresh();
+      await assert.rejects(spool(body, dir), re);
+      assert.deepEqual(await readdir(dir), []);
+    }
+  });
+});

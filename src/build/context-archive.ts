@@ -1,0 +1,433 @@
+import { readSync } from "node:fs";
+import { type FileHandle, open, rm } from "node:fs/promises";
+import { type Readable, Transform } from "node:stream";
+import tar from "tar-stream";
+import type { SourceDirent, SourceFile, SourceFS, SourceStat } from "../buildkit/index.js";
+import { abortReason, errorMessage } from "../util/index.js";
+import { decompressedContext } from "./context-decompress.js";
+import { BuildError } from "./errors.js";
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+
+/** Entries up to this size are gathered in memory and appended to the spool in batches. */
+const SMALL_ENTRY = 256 << 10;
+/** Batched spool writes. */
+const SPOOL_BATCH = 1 << 20;
+
+interface Node {
+  /** POSIX st_mode: type and permission bits. */
+  mode: number;
+  mtimeNs: bigint;
+  size: number;
+  linkname: string;
+  /** Shared by hardlinks to the same file. */
+  ino: number;
+  /** Where the file's bytes are in the spool. */
+  offset: number;
+  children?: Map<string, Node>;
+}
+
+export interface ContextArchive {
+  /** The context as a tree FileSync can serve; file bytes are read from the spool. */
+  readonly fs: SourceFS;
+  readonly entries: number;
+  readonly bytes: number;
+  /** Whether `rel` names an entry (not following a final symlink). */
+  has(rel: string): boolean;
+  /** Closes and deletes the spool. */
+  close(): Promise<void>;
+}
+
+/**
+ * A tar entry name as a clean relative path inside the context; "" for the
+ * root. Absolute paths and `..` components are refused outright rather than
+ * cleaned, so nothing can ever resolve outside the context.
+ */
+export function contextRelativePath(name: string, what = "entry"): string {
+  if (name.startsWith("/")) {
+    throw new BuildError(
+      "invalid_context",
+      `invalid build context: ${what} ${JSON.stringify(name)} is an absolute path`,
+    );
+  }
+  const parts = name.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.includes("..")) {
+    throw new BuildError(
+      "invalid_context",
+      `invalid build context: ${what} ${JSON.stringify(name)} has a ".." component`,
+    );
+  }
+  return parts.join("/");
+}
+
+/**
+ * The docker CLI's legacy builder appends the Dockerfile and .dockerignore
+ * after the context and ends the archive right after the last file's data: no
+ * padding, no end blocks. Go's tar reader accepts that; tar-stream wants whole
+ * 512-byte blocks. This pads the end to a block boundary and remembers how
+ * many bytes were real, so an entry whose data runs into the padding (a
+ * truncated body) is still an error.
+ */
+class BlockPadder extends Transform {
+  realBytes = 0;
+  ended = false;
+  override _transform(
+    chunk: Buffer,
+    _enc: BufferEncoding,
+    cb: (err?: Error | null, data?: Buffer) => void,
+  ): void {
+    this.realBytes += chunk.length;
+    cb(null, chunk);
+  }
+  override _flush(cb: (err?: Error | null, data?: Buffer) => void): void {
+    this.ended = true;
+    const pad = (512 - (this.realBytes % 512)) % 512;
+    cb(null, pad ? Buffer.alloc(pad) : undefined);
+  }
+}
+
+/**
+ * Reads a build context (tar, gzip, bzip2 or xz) into an index of its
+ * entries and one spool file holding the file bytes back to back, instead of
+ * unpacking it. Creating files is what costs on a real disk (GNU tar needs
+ * ~13 s for 20,000 small files on this kind of machine, dockerd the same);
+ * appending their bytes to one file costs next to nothing, and FileSync
+ * serves the tree straight from the index. Nothing is ever written but the
+ * spool, so hostile names cannot reach the filesystem; they are still
+ * refused (absolute, `..`, through a symlink, hardlinks to no earlier file)
+ * so the tree means what an unpacked context would.
+ */
+export async function spoolContext(
+  body: Readable,
+  spoolPath: string,
+  signal: AbortSignal,
+): Promise<ContextArchive> {
+  const fh = await open(spoolPath, "wx+", 0o600);
+  const spool = new Spool(fh);
+  const tree = new Tree();
+  const extract = tar.extract();
+  let entries = 0;
+  let bytes = 0;
+  let feedError: unknown;
+  let extractError: unknown;
+  const onAbort = () => extract.destroy(abortReason(signal));
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const tarStream = await decompressedContext(body, signal);
+    // pipe, not pipeline: a failed read must not destroy the request, its socket carries our 400.
+    tarStream.once("error", (err) => {
+      feedError = err;
+      extract.destroy(err);
+    });
+    // tar-stream fails the extractor, not the entry being read, when the body ends early: pass it on.
+    let current: { destroy(err?: Error): void } | undefined;
+    extract.on("error", (err) => {
+      extractError = err;
+      current?.destroy(err);
+    });
+    const padder = new BlockPadder();
+    tarStream.pipe(padder).pipe(extract);
+
+    for await (const entry of extract) {
+      current = entry;
+      const h = entry.header;
+      entries++;
+      const rel = contextRelativePath(h.name);
+      const mode = (h.mode ?? 0o644) & 0o7777;
+      const mtimeNs = BigInt(h.mtime?.getTime() ?? 0) * 1_000_000n;
+      switch (h.type) {
+        case "directory":
+          tree.dir(rel, mode, mtimeNs);
+          entry.resume();
+          break;
+        case "file":
+        case "contiguous-file": {
+          if (rel === "")
+            throw new BuildError("invalid_context", "invalid build context: a file entry names the root");
+          const size = h.size ?? 0;
+          const offset = spool.size;
+          if (size <= SMALL_ENTRY) {
+            const chunks: Buffer[] = [];
+            for await (const c of entry) chunks.push(c as Buffer);
+            await spool.append(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+          } else {
+            // for-await rather than pipeline(): tar-stream's entries are streamx streams.
+            for await (const c of entry) await spool.append(c as Buffer);
+          }
+          const written = spool.size - offset;
+          // tar-stream's entry offset is where its header starts; the data follows it.
+          const dataEnd = (entry as unknown as { offset: number }).offset + 512 + size;
+          if (written !== size || (padder.ended && dataEnd > padder.realBytes))
+            throw new Error("unexpected EOF");
+          bytes += size;
+          tree.put(rel, { mode: S_IFREG | mode, mtimeNs, size, linkname: "", ino: 0, offset });
+          break;
+        }
+        case "symlink":
+          if (rel === "")
+            throw new BuildError("invalid_context", "invalid build context: a symlink names the root");
+          tree.put(rel, {
+            mode: S_IFLNK | 0o777,
+            mtimeNs,
+            size: 0,
+            linkname: h.linkname ?? "",
+            ino: 0,
+            offset: 0,
+          });
+          entry.resume();
+          break;
+        case "link":
+          tree.hardlink(
+            rel,
+            contextRelativePath(h.linkname ?? "", "hardlink target"),
+            h.name,
+            h.linkname ?? "",
+          );
+          entry.resume();
+          break;
+        default:
+          // Devices, FIFOs and the like have no place in a build context.
+          entry.resume();
+      }
+    }
+    if (feedError) throw feedError;
+    await spool.flush();
+    return {
+      fs: tree.sourceFS(spool),
+      entries,
+      bytes,
+      has: (rel) => tree.find(rel) !== undefined,
+      close: async () => {
+        await fh.close().catch(() => {});
+        await rm(spoolPath, { force: true });
+      },
+    };
+  } catch (err) {
+    extract.destroy();
+    await fh.close().catch(() => {});
+    await rm(spoolPath, { force: true });
+    // Let the rest of the body drain so the connection can carry the error response.
+    body.unpipe();
+    body.resume();
+    if (signal.aborted) throw new BuildError("canceled", "build canceled", { cause: abortReason(signal) });
+    if (err instanceof BuildError) throw err;
+    const cause = feedError ?? extractError ?? err;
+    throw new BuildError("invalid_context", `failed to read build context: ${errorMessage(cause)}`, {
+      cause,
+    });
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** Append-only file of the context's bytes, written in batches. */
+class Spool {
+  size = 0;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  constructor(readonly fh: FileHandle) {}
+
+  async append(data: Buffer): Promise<void> {
+    if (data.length === 0) return;
+    this.size += data.length;
+    if (data.length >= SPOOL_BATCH) {
+      await this.flush();
+      await this.fh.write(data);
+      return;
+    }
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pendingBytes >= SPOOL_BATCH) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    await this.fh.write(data);
+  }
+
+  readSync(buf: Buffer, offset: number, length: number, position: number): number {
+    return readSync(this.fh.fd, buf, offset, length, position);
+  }
+
+  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
+    return (await this.fh.read(buf, offset, length, position)).bytesRead;
+  }
+}
+
+/** The entries of the archive by path, with tar's later-entry-wins semantics. */
+class Tree {
+  private readonly root: Node = dirNode(0o755, 0n);
+  private readonly links = new Map<number, number>();
+  private nextIno = 1;
+
+  find(rel: string): Node | undefined {
+    if (rel === "") return this.root;
+    let n: Node | undefined = this.root;
+    for (const part of rel.split("/")) {
+      n = n.children?.get(part);
+      if (!n) return undefined;
+    }
+    return n;
+  }
+
+  dir(rel: string, mode: number, mtimeNs: bigint): void {
+    const existing = this.find(rel);
+    if (existing?.children) {
+      existing.mode = S_IFDIR | mode;
+      existing.mtimeNs = mtimeNs;
+      return;
+    }
+    this.put(rel, dirNode(mode, mtimeNs));
+  }
+
+  put(rel: string, node: Node): void {
+    const { parent, name } = this.parentOf(rel);
+    const old = parent.children?.get(name);
+    if (old) this.release(old);
+    if (!node.children) {
+      if (node.ino === 0) node.ino = this.nextIno++;
+      this.links.set(node.ino, (this.links.get(node.ino) ?? 0) + 1);
+    }
+    parent.children?.set(name, node);
+  }
+
+  hardlink(rel: string, target: string, name: string, linkname: string): void {
+    const t = target === "" || this.throughSymlink(target) ? undefined : this.find(target);
+    if (target === "" || this.throughSymlink(target)) {
+      throw new BuildError(
+        "invalid_context",
+        `invalid build context: hardlink ${JSON.stringify(name)} points outside the context`,
+      );
+    }
+    if (!t || t.children) {
+      throw new BuildError(
+        "invalid_context",
+        `invalid build context: hardlink ${JSON.stringify(name)} points at ${JSON.stringify(linkname)}, which is not an earlier file in the archive`,
+      );
+    }
+    this.put(rel, { ...t });
+  }
+
+  /** The parent directory of `rel`, created (mode 0755) where the archive implies it. */
+  private parentOf(rel: string): { parent: Node; name: string } {
+    const parts = rel.split("/");
+    const name = parts.pop() as string;
+    let dir = this.root;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i] as string;
+      let next = dir.children?.get(part);
+      if (next && (next.mode & 0o170000) === S_IFLNK) {
+        throw new BuildError(
+          "invalid_context",
+          `invalid build context: entry ${JSON.stringify(rel)} goes through a symlink in the archive`,
+        );
+      }
+      if (!next?.children) {
+        // Like unpacking: a file in the way is replaced by the directory.
+        if (next) this.release(next);
+        next = dirNode(0o755, BigInt(Date.now()) * 1_000_000n);
+        dir.children?.set(part, next);
+      }
+      dir = next;
+    }
+    return { parent: dir, name };
+  }
+
+  private throughSymlink(rel: string): boolean {
+    let n: Node | undefined = this.root;
+    const parts = rel.split("/");
+    for (let i = 0; i < parts.length - 1; i++) {
+      n = n.children?.get(parts[i] as string);
+      if (!n) return false;
+      if ((n.mode & 0o170000) === S_IFLNK) return true;
+    }
+    return false;
+  }
+
+  private release(n: Node): void {
+    if (n.children) {
+      for (const c of n.children.values()) this.release(c);
+      return;
+    }
+    this.links.set(n.ino, (this.links.get(n.ino) ?? 1) - 1);
+  }
+
+  sourceFS(spool: Spool): SourceFS {
+    const get = (rel: string): Node => {
+      const n = this.find(rel);
+      if (!n)
+        throw Object.assign(new Error(`ENOENT: no such file or directory, '${rel}'`), { code: "ENOENT" });
+      return n;
+    };
+    const file = (rel: string): Node => {
+      const n = get(rel);
+      if ((n.mode & 0o170000) !== S_IFREG)
+        throw Object.assign(new Error(`not a file: '${rel}'`), { code: "EISDIR" });
+      return n;
+    };
+    return {
+      lstat: (rel): SourceStat => {
+        const n = get(rel);
+        return {
+          mode: n.mode,
+          // Owned by root, as unpacked by a root daemon (and as BuildKit's client resets local files).
+          uid: 0,
+          gid: 0,
+          size: BigInt(
+            n.children ? 4096 : (n.mode & 0o170000) === S_IFLNK ? Buffer.byteLength(n.linkname) : n.size,
+          ),
+          mtimeNs: n.mtimeNs,
+          ino: BigInt(n.ino),
+          nlink: BigInt(n.children ? 2 : (this.links.get(n.ino) ?? 1)),
+          rdev: 0n,
+        };
+      },
+      readdir: (rel): SourceDirent[] => {
+        const n = get(rel);
+        if (!n.children)
+          throw Object.assign(new Error(`ENOTDIR: not a directory, '${rel}'`), { code: "ENOTDIR" });
+        return [...n.children].map(([name, c]) => ({ name, isDir: c.children !== undefined }));
+      },
+      readlink: (rel) => {
+        const n = get(rel);
+        if ((n.mode & 0o170000) !== S_IFLNK)
+          throw Object.assign(new Error(`EINVAL: not a symlink, '${rel}'`), { code: "EINVAL" });
+        return n.linkname;
+      },
+      readFile: (rel) => {
+        const n = file(rel);
+        const buf = Buffer.allocUnsafe(n.size);
+        let done = 0;
+        while (done < n.size) {
+          const got = spool.readSync(buf, done, n.size - done, n.offset + done);
+          if (got === 0) break;
+          done += got;
+        }
+        return buf.subarray(0, done);
+      },
+      open: async (rel): Promise<SourceFile> => {
+        const n = file(rel);
+        let pos = 0;
+        return {
+          read: async (buf, offset, length) => {
+            const want = Math.min(length, n.size - pos);
+            if (want <= 0) return 0;
+            const got = await spool.read(buf, offset, want, n.offset + pos);
+            pos += got;
+            return got;
+          },
+          close: async () => {},
+        };
+      },
+    };
+  }
+}
+
+function dirNode(mode: number, mtimeNs: bigint): Node {
+  return { mode: S_IFDIR | mode, mtimeNs, size: 0, linkname: "", ino: 0, offset: 0, children: new Map() };
+}
