@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -355,6 +355,63 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
     await ping();
     // Every build's temp dir is gone.
     assert.deepEqual(await readdir(path.join(dataRoot, "tmp")), []);
+  });
+
+  test("unchanged rebuilds are answered from memory; new bytes, a moved base tag or a prune rebuild", async () => {
+    const ctx = path.join(tmp, "memo");
+    await mkdir(ctx, { recursive: true });
+    await writeFile(path.join(ctx, "f.txt"), "one\n");
+    // The RUN's output differs every time it really runs, so the image ID tells a rebuild from a replay.
+    await writeFile(path.join(ctx, "Dockerfile"), "FROM base:memo\nCOPY f.txt /f\nRUN date +%s%N > /stamp\n");
+    const tagBase = async (from: string) => assert.equal((await cli(["tag", from, "base:memo"])).code, 0);
+    const build = async (...flags: string[]) => {
+      const r = await cli(["build", "-t", "memo:1", ...flags, ctx], { DOCKER_BUILDKIT: "0" });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const id = /Successfully built ([0-9a-f]{12})\n/.exec(r.stdout)?.[1];
+      assert.ok(id, r.stdout);
+      return { id, out: r.stdout };
+    };
+    await tagBase("busybox:local");
+    const first = await build();
+    const replay = await build();
+    assert.equal(replay.id, first.id);
+    // The replay reads like a fully cached build.
+    assert.match(
+      replay.out,
+      /Step 1\/3 : FROM base:memo\n ---> [0-9a-f]{12}\nStep 2\/3 : COPY f.txt \/f\n ---> Using cache\n/,
+    );
+    assert.match(
+      replay.out,
+      /Step 3\/3 : RUN date \+%s%N > \/stamp\n ---> Using cache\n ---> [0-9a-f]{12}\n/,
+    );
+    assert.match(replay.out, /Successfully tagged memo:1\n/);
+    // A tag moved meanwhile is put back on the answer.
+    assert.equal((await cli(["tag", "busybox:local", "memo:1"])).code, 0);
+    assert.equal((await build()).id, first.id);
+    const inspect = await cli(["image", "inspect", "--format", "{{.Id}}", "memo:1"]);
+    assert.match(inspect.stdout, new RegExp(`^sha256:${first.id}`));
+
+    // Same size, same mtime, other bytes: a new build (the context's bytes are the key, not its metadata).
+    const st = await stat(path.join(ctx, "f.txt"));
+    await writeFile(path.join(ctx, "f.txt"), "two\n");
+    await utimes(path.join(ctx, "f.txt"), st.atime, st.mtime);
+    const changed = await build();
+    assert.notEqual(changed.id, first.id);
+
+    // The base tag now names another image: a new build.
+    await tagBase("memo:1");
+    const rebased = await build();
+    assert.notEqual(rebased.id, changed.id);
+    assert.doesNotMatch(rebased.out, /RUN date[^\n]*\n ---> Using cache/);
+
+    // After a prune the steps really run again.
+    assert.equal((await cli(["builder", "prune", "-af"], { DOCKER_BUILDKIT: "0" })).code, 0);
+    const pruned = await build();
+    assert.notEqual(pruned.id, rebased.id);
+    assert.match(pruned.out, /RUN date[^\n]*\n ---> Running in/);
+
+    // --no-cache never replays.
+    assert.notEqual((await build("--no-cache")).id, pruned.id);
   });
 
   test("system df, builder prune (legacy), cancel", async () => {

@@ -1,5 +1,6 @@
 import {
   BuildJobs,
+  BuildMemo,
   buildCacheUsage,
   parseBuildParams,
   parsePruneParams,
@@ -15,6 +16,21 @@ import type { Router } from "./router.js";
 /** POST /build, /build/prune, /build/cancel and GET /system/df. */
 export function registerBuildRoutes(router: Router, deps: ApiDeps): void {
   const jobs = new BuildJobs();
+  const builds = new BuildMemo();
+  const memo = {
+    builds,
+    images: {
+      resolve: (ref: string) => {
+        try {
+          return deps.store.resolve(ref).digest;
+        } catch {
+          return undefined;
+        }
+      },
+      hasManifest: (digest: string) => deps.store.getManifest(digest) !== undefined,
+      tag: (name: string, digest: string) => deps.store.setName(name, digest as `sha256:${string}`),
+    },
+  };
   const imageIdFor = (ref: string): string | undefined => {
     try {
       return deps.store.resolve(ref).image.id;
@@ -38,6 +54,7 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps): void {
           registryHost: deps.registryHost,
           jobs,
           imageIdFor,
+          memo,
         },
         { params, body: req, apiVersion, signal, startOutput: () => startJSONStream(res) },
       );
@@ -60,6 +77,8 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps): void {
   router.add("POST", "/build/prune", async ({ res, query, apiVersion, signal }) => {
     const opts = parsePruneParams(query, apiVersion);
     const client = await deps.buildkit.client(signal);
+    // A prune must make the next build really rebuild.
+    builds.clear();
     const report = await pruneBuildCache(client, opts, signal);
     deps.events.emit("builder", "prune", "", { reclaimed: String(report.SpaceReclaimed) });
     sendJSON(res, 200, report);

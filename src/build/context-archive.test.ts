@@ -60,7 +60,9 @@ describe("spoolContext", () => {
     assert.equal(await read(a, "a/f.txt"), "hi");
     const f = a.fs.lstat("a/f.txt");
     assert.equal(f.mode, 0o104640);
-    assert.equal(f.mtimeNs, BigInt(mtime.getTime()) * 1_000_000n);
+    // Whole seconds from the archive, a content fingerprint in the nanoseconds.
+    assert.equal(f.mtimeNs / 1_000_000_000n, BigInt(mtime.getTime() / 1000));
+    assert.notEqual(f.mtimeNs % 1_000_000_000n, 0n);
     assert.equal(f.nlink, 2n);
     assert.equal(a.fs.lstat("hl").ino, f.ino);
     assert.equal(a.fs.lstat("a").mode, 0o40700);
@@ -85,6 +87,19 @@ describe("spoolContext", () => {
     ]);
     await a.close();
     assert.deepEqual(await readdir(dir), []);
+  });
+
+  test("same metadata, other bytes: another mtime for FileSync and another context digest", async () => {
+    const dir = await fresh();
+    const mtime = new Date("2020-01-02T03:04:05Z");
+    const one = await spool(await tarOf((p) => p.entry({ name: "v", mtime }, "one")), dir);
+    const again = await spool(await tarOf((p) => p.entry({ name: "v", mtime }, "one")), await fresh());
+    const two = await spool(await tarOf((p) => p.entry({ name: "v", mtime }, "two")), await fresh());
+    assert.equal(one.fs.lstat("v").mtimeNs, again.fs.lstat("v").mtimeNs);
+    assert.equal(one.digest, again.digest);
+    assert.notEqual(one.fs.lstat("v").mtimeNs, two.fs.lstat("v").mtimeNs);
+    assert.notEqual(one.digest, two.digest);
+    for (const a of [one, again, two]) await a.close();
   });
 
   test("an archive ending right after the last file's data (the docker CLI's) is accepted", async () => {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readSync } from "node:fs";
 import { type FileHandle, open, rm } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
@@ -34,6 +35,8 @@ export interface ContextArchive {
   readonly fs: SourceFS;
   readonly entries: number;
   readonly bytes: number;
+  /** sha256 over every entry's header fields and content: same digest, same context. */
+  readonly digest: string;
   /** Whether `rel` names an entry (not following a final symlink). */
   has(rel: string): boolean;
   /** Closes and deletes the spool. */
@@ -129,6 +132,7 @@ export async function spoolContext(
     });
     const padder = new BlockPadder();
     tarStream.pipe(padder).pipe(extract);
+    const contextHash = createHash("sha256");
 
     for await (const entry of extract) {
       current = entry;
@@ -136,7 +140,8 @@ export async function spoolContext(
       entries++;
       const rel = contextRelativePath(h.name);
       const mode = (h.mode ?? 0o644) & 0o7777;
-      const mtimeNs = BigInt(h.mtime?.getTime() ?? 0) * 1_000_000n;
+      let mtimeNs = BigInt(h.mtime?.getTime() ?? 0) * 1_000_000n;
+      let content = "";
       switch (h.type) {
         case "directory":
           tree.dir(rel, mode, mtimeNs);
@@ -148,14 +153,23 @@ export async function spoolContext(
             throw new BuildError("invalid_context", "invalid build context: a file entry names the root");
           const size = h.size ?? 0;
           const offset = spool.size;
+          const fileHash = createHash("sha256");
           if (size <= SMALL_ENTRY) {
             const chunks: Buffer[] = [];
             for await (const c of entry) chunks.push(c as Buffer);
-            await spool.append(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+            const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+            fileHash.update(data);
+            await spool.append(data);
           } else {
             // for-await rather than pipeline(): tar-stream's entries are streamx streams.
-            for await (const c of entry) await spool.append(c as Buffer);
+            for await (const c of entry) {
+              fileHash.update(c as Buffer);
+              await spool.append(c as Buffer);
+            }
           }
+          const sum = fileHash.digest();
+          content = sum.toString("hex");
+          mtimeNs = withContentStamp(mtimeNs, sum);
           const written = spool.size - offset;
           // tar-stream's entry offset is where its header starts; the data follows it.
           const dataEnd = (entry as unknown as { offset: number }).offset + 512 + size;
@@ -191,6 +205,9 @@ export async function spoolContext(
           // Devices, FIFOs and the like have no place in a build context.
           entry.resume();
       }
+      contextHash.update(
+        `${JSON.stringify([h.name, h.type, mode, String(mtimeNs), h.linkname ?? "", h.size ?? 0, content])}\n`,
+      );
     }
     if (feedError) throw feedError;
     await spool.flush();
@@ -198,6 +215,7 @@ export async function spoolContext(
       fs: tree.sourceFS(spool),
       entries,
       bytes,
+      digest: `sha256:${contextHash.digest("hex")}`,
       has: (rel) => tree.find(rel) !== undefined,
       close: async () => {
         await fh.close().catch(() => {});
@@ -220,6 +238,20 @@ export async function spoolContext(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * Archive mtimes are whole seconds (the docker CLI writes ustar headers), so
+ * a file rewritten within the same second at the same size looks unchanged
+ * to FileSync, which compares metadata only: BuildKit would build the old
+ * bytes. Whole-second mtimes get a fingerprint of the content in their
+ * (otherwise zero) nanoseconds, so any content change reaches BuildKit.
+ * Image layers keep whole seconds (BuildKit truncates layer mtimes), and
+ * cache keys ignore mtimes, so nothing else changes.
+ */
+function withContentStamp(mtimeNs: bigint, sum: Buffer): bigint {
+  if (mtimeNs % 1_000_000_000n !== 0n) return mtimeNs;
+  return mtimeNs + BigInt(sum.readUInt32BE(0) % 1_000_000_000);
 }
 
 /** Append-only file of the context's bytes, written in batches. */

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 import { type BuildSource, build, type ControlClient } from "../buildkit/index.js";
 import { familiarName } from "../images/index.js";
 import type { BuildJobs } from "./build-jobs.js";
+import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
 import type { BuildParams } from "./build-params.js";
 import { ClassicOutput } from "./classic-output.js";
 import { contextRelativePath, spoolContext } from "./context-archive.js";
@@ -22,6 +23,8 @@ export interface ImageBuildDeps {
   jobs: BuildJobs;
   /** Image ID for a reference, when the store has it (printed after FROM in classic output). */
   imageIdFor?: (ref: string) => string | undefined;
+  /** Repeats of unchanged builds answered from memory (see BuildMemo), with the store they are checked against. */
+  memo?: { builds: BuildMemo; images: MemoImages & { tag(name: string, manifestDigest: string): void } };
 }
 
 export interface ImageBuildRequest {
@@ -93,11 +96,15 @@ export async function runImageBuild(
     if (params.version === "1" && !archive.has(dockerfileRel)) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
+    const memoKey = deps.memo && BuildMemo.keyFor(params, archive.digest);
+    const hit = memoKey ? deps.memo?.builds.get(memoKey, deps.memo.images) : undefined;
+    if (hit) return replayBuild(deps, req, hit);
     return await streamBuild(
       deps,
       req,
       { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey: classicSharedKey(params) },
       signal,
+      memoKey,
     );
   } finally {
     unregister();
@@ -131,11 +138,13 @@ async function streamBuild(
   req: ImageBuildRequest,
   source: BuildSource & { sharedKey?: string },
   signal: AbortSignal,
+  memoKey?: string,
 ): Promise<ImageBuildOutcome> {
   const { params } = req;
   const out = outputWriter(req.startOutput(), params.quiet);
   const classicMode = params.version === "1";
   const classic = classicMode ? new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor }) : undefined;
+  const recorder = memoKey ? new ProgressRecorder() : undefined;
   try {
     const client = await deps.client(signal);
     const result = await build({
@@ -156,19 +165,19 @@ async function streamBuild(
       imageStore: { registryHost: deps.registryHost },
       credentials: params.credentials,
       signal,
-      onProgress: (s) => (classic ? classic.update(s) : out.emit(traceMessage(s))),
+      onProgress: (s) => {
+        recorder?.add(s);
+        if (classic) classic.update(s);
+        else out.emit(traceMessage(s));
+      },
     });
     classic?.finish();
     const imageId = result.imageId;
     if (!imageId) throw new BuildError("rejected", "missing image id");
-    if (classic) {
-      if (atLeast(req.apiVersion, "1.30")) out.emit({ aux: { ID: imageId } });
-      out.emit({ stream: `Successfully built ${imageId.replace(/^sha256:/, "").slice(0, 12)}\n` });
-      for (const t of params.tags) out.emit({ stream: `Successfully tagged ${familiarName(t)}\n` });
-    } else {
-      out.emit(imageIdMessage(imageId));
+    if (memoKey && recorder && result.imageDigest && deps.memo) {
+      remember(deps.memo, memoKey, recorder, imageId, result.imageDigest);
     }
-    out.succeeded(imageId);
+    succeed(out, classic, req, imageId);
     return { imageId };
   } catch (err) {
     classic?.finish();
@@ -176,6 +185,57 @@ async function streamBuild(
     out.failed(errorMessageLine(f.message, f.code));
     return { error: f.message };
   }
+}
+
+function remember(
+  memo: NonNullable<ImageBuildDeps["memo"]>,
+  key: string,
+  recorder: ProgressRecorder,
+  imageId: string,
+  manifestDigest: string,
+): void {
+  const bases: MemoizedBuild["bases"] = [];
+  for (const ref of recorder.baseRefs()) {
+    const digest = memo.images.resolve(ref);
+    // A base the store cannot vouch for: never answer this build from memory.
+    if (!digest) return;
+    bases.push({ ref, digest });
+  }
+  memo.builds.set(key, { imageId, manifestDigest, bases, progress: recorder.cachedRun() });
+}
+
+/** An unchanged repeat: the remembered steps as cached, the tags pointed at the remembered image. */
+function replayBuild(deps: ImageBuildDeps, req: ImageBuildRequest, hit: MemoizedBuild): ImageBuildOutcome {
+  const { params } = req;
+  for (const t of params.tags) deps.memo?.images.tag(t, hit.manifestDigest);
+  const out = outputWriter(req.startOutput(), params.quiet);
+  if (params.version === "1") {
+    const classic = new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor });
+    classic.update(hit.progress);
+    classic.finish();
+    succeed(out, classic, req, hit.imageId);
+  } else {
+    out.emit(traceMessage(hit.progress));
+    succeed(out, undefined, req, hit.imageId);
+  }
+  return { imageId: hit.imageId };
+}
+
+/** The closing lines of a successful build, classic or BuildKit style. */
+function succeed(
+  out: ReturnType<typeof outputWriter>,
+  classic: ClassicOutput | undefined,
+  req: ImageBuildRequest,
+  imageId: string,
+): void {
+  if (classic) {
+    if (atLeast(req.apiVersion, "1.30")) out.emit({ aux: { ID: imageId } });
+    out.emit({ stream: `Successfully built ${imageId.replace(/^sha256:/, "").slice(0, 12)}\n` });
+    for (const t of req.params.tags) out.emit({ stream: `Successfully tagged ${familiarName(t)}\n` });
+  } else {
+    out.emit(imageIdMessage(imageId));
+  }
+  out.succeeded(imageId);
 }
 
 function outputWriter(
