@@ -6,13 +6,14 @@
  * (default 3) runs per case and the ratio arca/dockerd.
  * Targets: ≤ 0.20 on the cached 20,000-file rebuild, ≤ 1.00 everywhere.
  */
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { startDaemon } from "../test/support/daemon.js";
+import { findDockerd, startStockDockerd } from "../test/support/stock-dockerd.js";
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -28,7 +29,7 @@ interface Case {
 }
 
 async function main(): Promise<void> {
-  const dockerd = await which("dockerd");
+  const dockerd = await findDockerd();
   if (!dockerd) throw new Error("dockerd not found: apt-get install -y docker.io");
   const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-dockerd-"));
   const stock = startStockDockerd(dockerd, path.join(tmp, "dockerd"));
@@ -77,53 +78,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** dockerd on its own socket, data root, exec root and pidfile; no iptables, no bridge. */
-function startStockDockerd(bin: string, root: string) {
-  const socket = path.join(root, "docker.sock");
-  let out = "";
-  const proc: ChildProcess = spawn(
-    bin,
-    [
-      "--host",
-      `unix://${socket}`,
-      "--data-root",
-      path.join(root, "data"),
-      "--exec-root",
-      path.join(root, "exec"),
-      "--pidfile",
-      path.join(root, "docker.pid"),
-      "--iptables=false",
-      "--bridge=none",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  proc.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  const ready = (async () => {
-    const end = Date.now() + 60_000;
-    for (;;) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`dockerd exited:\n${out}`);
-      if (out.includes("API listen on")) return;
-      if (Date.now() > end) throw new Error(`dockerd did not start:\n${out}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  })();
-  return {
-    socket,
-    ready,
-    async stop() {
-      // SIGTERM: dockerd stops its managed containerd and unmounts its layers before exiting.
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
-      await exited;
-    },
-  };
-}
-
 function clientEnv(tmp: string, socket: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
@@ -139,14 +93,6 @@ async function docker(e: Engine, args: string[]): Promise<string> {
   } catch (err) {
     const x = err as { stderr?: string; stdout?: string };
     throw new Error(`${e.name}: docker ${args.join(" ")} failed:\n${x.stdout ?? ""}${x.stderr ?? ""}`);
-  }
-}
-
-async function which(bin: string): Promise<string | undefined> {
-  try {
-    return (await run("which", [bin])).stdout.trim() || undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent, cached tool provisioning: buildkitd + buildctl (built from the
-# github.com/moby/buildkit Go module), runc and busybox-static from Debian.
-# Tools land in ${ARCA_TOOLS_DIR:-$HOME/.cache/arca/tools}/bin.
+# github.com/moby/buildkit Go module), the docker-buildx CLI plugin (built
+# from github.com/docker/buildx), the CNI loopback plugin, Arca's own Go tools
+# (arca-proxy, arca-console-relay), runc and busybox-static from Debian.
+# Tools land in ${ARCA_TOOLS_DIR:-$HOME/.cache/arca/tools}/bin; docker-buildx
+# is also linked as ~/.docker/cli-plugins/docker-buildx.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=versions.env
@@ -29,37 +32,62 @@ ln -sf "$(command -v runc)" "$BIN/runc"
 bb="$(command -v busybox || echo /bin/busybox)"
 ln -sf "$bb" "$BIN/busybox"
 
-stamp="$BIN/.buildkit-$BUILDKIT_VERSION"
-if [ -f "$stamp" ] && [ -x "$BIN/buildkitd" ] && [ -x "$BIN/buildctl" ]; then
-  step "buildkit $BUILDKIT_VERSION: cached"
-else
-  step "buildkit $BUILDKIT_VERSION: downloading module through the Go module proxy"
-  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir" ] || { echo "go mod download of buildkit failed" >&2; exit 1; }
-  step "buildkit $BUILDKIT_VERSION: compiling buildkitd and buildctl (static, several minutes on 2 cores)"
-  tmp="$BIN/.build-$$"
+# build_module LABEL MODULE VERSION LDFLAGS "SRC=DST ..." PACKAGE...: a static
+# build of packages of a Go module fetched through the Go module proxy; the
+# binaries SRC are installed as DST in $BIN. Cached by a version stamp.
+build_module() {
+  local label="$1" module="$2" version="$3" ldflags="$4" outputs="$5" o dir tmp ok=1
+  shift 5
+  local stamp="$BIN/.$label-$version"
+  for o in $outputs; do [ -x "$BIN/${o#*=}" ] || ok=0; done
+  if [ -f "$stamp" ] && [ $ok = 1 ]; then
+    step "$label $version: cached"
+    return
+  fi
+  step "$label $version: downloading module through the Go module proxy"
+  dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$dir" ] || { echo "go mod download of $module failed" >&2; exit 1; }
+  step "$label $version: compiling (static; minutes on 2 cores)"
+  tmp="$BIN/.build-$label-$$"
   mkdir -p "$tmp"
   ( cd "$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
-      -tags "osusergo netgo static_build" \
-      -ldflags "-s -w -X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
-      -o "$tmp/" ./cmd/buildkitd ./cmd/buildctl )
-  mv -f "$tmp/buildkitd" "$tmp/buildctl" "$BIN/"
+      -tags "osusergo netgo static_build" -ldflags "-s -w $ldflags" -o "$tmp/" "$@" )
+  for o in $outputs; do mv -f "$tmp/${o%%=*}" "$BIN/${o#*=}"; done
   rmdir "$tmp"
-  rm -f "$BIN"/.buildkit-v*
+  rm -f "$BIN/.$label-"v*
   touch "$stamp"
-fi
-# arca-proxy (sandbox-image/proxy): rebuilt only when its non-test sources,
-# go.mod/go.sum or the Go toolchain change (hash kept in a stamp file).
-proxy_src="$here/../sandbox-image/proxy"
-proxy_sum=$( { go version; cd "$proxy_src" && find . -type f \( \( -name '*.go' ! -name '*_test.go' \) -o -name go.mod -o -name go.sum \) -print0 \
-  | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
-proxy_stamp="$BIN/.arca-proxy.sha256"
-if [ -x "$BIN/arca-proxy" ] && [ "$(cat "$proxy_stamp" 2>/dev/null)" = "$proxy_sum" ]; then
-  step "arca-proxy: cached"
-else
-  step "arca-proxy: building"
-  ( cd "$proxy_src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$BIN/.arca-proxy.$$" . )
-  mv -f "$BIN/.arca-proxy.$$" "$BIN/arca-proxy"
-  printf '%s\n' "$proxy_sum" >"$proxy_stamp"
-fi
+}
+build_module buildkit github.com/moby/buildkit "$BUILDKIT_VERSION" \
+  "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
+  "buildkitd=buildkitd buildctl=buildctl" ./cmd/buildkitd ./cmd/buildctl
+build_module buildx github.com/docker/buildx "$BUILDX_VERSION" \
+  "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION -X github.com/docker/buildx/version.Package=github.com/docker/buildx" \
+  "buildx=docker-buildx" ./cmd/buildx
+# The CNI loopback plugin: RUN steps get a network namespace of their own with
+# only lo (buildkitd's CNI network mode), never the sandbox's loopback where the
+# channel ports listen.
+build_module cni-plugins github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" "" \
+  "loopback=cni-loopback" ./plugins/main/loopback
+# The docker CLI finds plugins in ~/.docker/cli-plugins (or $DOCKER_CONFIG/cli-plugins).
+plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
+mkdir -p "$plugins"
+ln -sfn "$BIN/docker-buildx" "$plugins/docker-buildx"
+# Arca's own Go tools: rebuilt only when their non-test sources, go.mod/go.sum
+# or the Go toolchain change (hash kept in a stamp file).
+build_own_go_tool() { # name source-dir
+  local name="$1" src="$2" sum stamp
+  sum=$( { go version; cd "$src" && find . -type f \( \( -name '*.go' ! -name '*_test.go' \) -o -name go.mod -o -name go.sum \) -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -d' ' -f1)
+  stamp="$BIN/.$name.sha256"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    step "$name: cached"
+    return
+  fi
+  step "$name: building"
+  ( cd "$src" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$BIN/.$name.$$" . )
+  mv -f "$BIN/.$name.$$" "$BIN/$name"
+  printf '%s\n' "$sum" >"$stamp"
+}
+build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
+build_own_go_tool arca-console-relay "$here/../tools/console-relay"
 step "tools ready in $BIN ($(( $(date +%s) - t0 )) s)"

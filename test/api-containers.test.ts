@@ -256,6 +256,52 @@ describe("internal containers, exec, logs and volumes through the Engine API", (
     );
   });
 
+  test("exec with a TTY: a real terminal, its initial size, resize, stdin and the exit code", async () => {
+    const c = new Docker({ socketPath: socket }).getContainer("arca-buildkit");
+    const ex = await c.exec({
+      Cmd: ["sh", "-c", 'tty; stty size; read x; stty size; echo "got:$x"; exit 4'],
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: true,
+      ConsoleSize: [30, 100],
+    });
+    const stream = await ex.start({ hijack: true, stdin: true, Tty: true });
+    let out = "";
+    stream.on("data", (b: Buffer) => {
+      out += b.toString();
+    });
+    const ended = new Promise((r) => stream.on("end", r));
+    const until = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(out); i++) await new Promise((r) => setTimeout(r, 100));
+      assert.match(out, re);
+    };
+    await until(/30 100\r?\n/);
+    const resized = await request(socket, "POST", `/exec/${ex.id}/resize?h=40&w=120`);
+    assert.equal(resized.status, 200);
+    stream.write("hello\n");
+    await ended;
+    // Raw output (no multiplexing headers), from a pty (CRLF line ends).
+    assert.match(out, /^\/dev\/pts\/\d+\r\n30 100\r\n/);
+    assert.match(out, /40 120\r\ngot:hello\r\n/);
+    assert.equal((await ex.inspect()).ExitCode, 4);
+
+    // The docker CLI's `exec -it`, given a terminal by script(1).
+    const cli = await run(
+      "script",
+      ["-qec", "docker exec -it arca-buildkit sh -c 'tty; exit 3'", "/dev/null"],
+      {
+        env,
+        timeout: 15_000,
+      },
+    ).then(
+      () => ({ code: 0, stdout: "" }),
+      (e: { code: number; stdout: string }) => e,
+    );
+    assert.equal(cli.code, 3);
+    assert.match(cli.stdout, /\/dev\/pts\/\d+/);
+  });
+
   test("volumes: docker volume ls and inspect show buildkit-cache", async () => {
     const ls = await docker("volume", "ls", "--format", "{{.Driver}} {{.Name}}");
     assert.equal(ls.stdout.trim(), "local buildkit-cache");

@@ -1,6 +1,6 @@
 import {
   BuildJobs,
-  BuildMemo,
+  type BuildMemo,
   buildCacheUsage,
   parseBuildParams,
   parsePruneParams,
@@ -14,9 +14,8 @@ import { sendJSON, startJSONStream } from "./respond.js";
 import type { Router } from "./router.js";
 
 /** POST /build, /build/prune, /build/cancel and GET /system/df. */
-export function registerBuildRoutes(router: Router, deps: ApiDeps): void {
+export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: BuildMemo): void {
   const jobs = new BuildJobs();
-  const builds = new BuildMemo();
   const memo = {
     builds,
     images: {

@@ -12,6 +12,8 @@ export interface ExecConfig {
   attachStderr: boolean;
   privileged: boolean;
   detachKeys: string;
+  /** Initial terminal size [rows, cols] (ConsoleSize), with a TTY. */
+  consoleSize?: [number, number];
 }
 
 export interface ExecRecord {
@@ -23,6 +25,8 @@ export interface ExecRecord {
   /** null until the process has exited (dockerd's `*int`). */
   exitCode: number | null;
   pid: number;
+  /** Set while a TTY process runs. */
+  resize?: (rows: number, cols: number) => Promise<void>;
 }
 
 /** How long a finished exec stays inspectable (the docker CLI reads its exit code right after the stream ends). */

@@ -34,14 +34,14 @@ export function registerExecRoutes(router: Router, deps: ApiDeps, execs: ExecSto
     sendJSON(res, 200, execInspect(execs.get(params.id as string)));
   });
 
-  router.add("POST", "/exec/{id}/resize", ({ res, params, query }) => {
+  router.add("POST", "/exec/{id}/resize", async ({ res, params, query }) => {
     for (const k of ["h", "w"]) {
       const v = query.get(k) ?? "";
       if (!/^\d+$/.test(v))
         throw new ApiError("invalid_parameter", `strconv.Atoi: parsing ${JSON.stringify(v)}: invalid syntax`);
     }
-    execs.get(params.id as string);
-    // runc owns the exec's terminal in the foreground and offers no resize: accepted as a no-op.
+    // Without a TTY there is nothing to resize; dockerd accepts that too. Answered once applied.
+    await execs.get(params.id as string).resize?.(Number(query.get("h")), Number(query.get("w")));
     res.writeHead(200, { "Content-Length": 0 });
     res.end();
   });
@@ -136,7 +136,15 @@ function execConfig(body: Record<string, unknown>): ExecConfig {
     attachStderr: body.AttachStderr === true,
     privileged: body.Privileged === true,
     detachKeys: str("DetachKeys"),
+    consoleSize: consoleSize(body.ConsoleSize),
   };
+}
+
+function consoleSize(v: unknown): [number, number] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length !== 2 || v.some((n) => !Number.isInteger(n) || n < 0 || n > 0xffff))
+    throw new ApiError("invalid_parameter", "ConsoleSize must be [height, width]");
+  return [v[0] as number, v[1] as number];
 }
 
 function strings(v: unknown, name: string): string[] {
@@ -159,8 +167,17 @@ async function startProcess(
       user: rec.config.user || undefined,
       workingDir: rec.config.workingDir || undefined,
       tty: rec.config.tty,
+      consoleSize: rec.config.consoleSize?.every((n) => n > 0) ? rec.config.consoleSize : undefined,
       signal,
     });
+    if (proc.resize) {
+      rec.resize = proc.resize;
+      void proc.exitCode
+        .finally(() => {
+          rec.resize = undefined;
+        })
+        .catch(() => {});
+    }
     deps.events.emit("container", `exec_start: ${rec.config.cmd.join(" ")}`, rec.containerId, {
       execID: rec.id,
     });

@@ -1,6 +1,8 @@
+import { BuildMemo } from "../build/index.js";
 import { registerBuildRoutes } from "./build-routes.js";
 import { registerContainerRoutes } from "./container-routes.js";
 import type { ApiDeps } from "./deps.js";
+import { registerGrpcRoutes } from "./grpc-routes.js";
 import { registerImageRoutes } from "./image-routes.js";
 import { Router } from "./router.js";
 import { registerSessionRoutes } from "./session-routes.js";
@@ -9,10 +11,13 @@ import { registerSystemRoutes } from "./system-routes.js";
 /** Every Engine API route Arca serves. */
 export function createApiRouter(deps: ApiDeps): Router {
   const router = new Router();
+  // Shared: a cache prune through either API must make the next classic build really rebuild.
+  const memo = new BuildMemo();
   registerSystemRoutes(router, deps);
-  registerBuildRoutes(router, deps);
+  registerBuildRoutes(router, deps, memo);
   registerContainerRoutes(router, deps);
   registerImageRoutes(router, deps);
   registerSessionRoutes(router, deps);
+  registerGrpcRoutes(router, deps, memo);
   return router;
 }

@@ -72,8 +72,10 @@ export function registerSystemRoutes(router: Router, deps: ApiDeps): void {
       ContainersStopped: containers.length - running,
       Images: images.length,
       Driver: "overlayfs",
+      // What dockerd reports with the containerd image store: buildx then enables OCI/docker
+      // exports, cache export and multi-platform (Arca's store is an OCI store too).
       DriverStatus: [
-        ["driver-type", "arca.oci-store"],
+        ["driver-type", "io.containerd.snapshotter.v1"],
         ["buildkit", deps.buildkitVersion],
         ["sandbox", deps.buildkit.status.ready ? "ready" : "starting"],
       ],

@@ -55,7 +55,12 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       onEvent: (e) => events.emit("image", e.type, e.id, e.name ? { name: familiarName(e.name) } : {}),
     });
     cleanup.push(() => store.close());
-    const runtime = await createRuntime({ dataRoot, images: store, log: say });
+    const runtime = await createRuntime({
+      dataRoot,
+      images: store,
+      log: say,
+      consoleRelayPath: path.join(toolsBin(), "arca-console-relay"),
+    });
     cleanup.push(() => runtime.close());
     const unsubscribe = runtime.onEvent((e) =>
       events.emit("container", e.type, e.id, {

@@ -40,6 +40,8 @@ export interface RuntimeOptions {
   images: ImageStore;
   /** Default `runc` from PATH. */
   runcPath?: string;
+  /** arca-console-relay, for exec with a TTY. */
+  consoleRelayPath?: string;
   log?: (message: string) => void;
 }
 
@@ -253,6 +255,9 @@ class RuncRuntime implements Runtime {
       user: [u.uid, u.gid].join(":"),
       cwd: o.workingDir,
       tty: o.tty ?? false,
+      consoleRelay: this.opts.consoleRelayPath,
+      bundle: this.paths.dir(c.id),
+      consoleSize: o.consoleSize,
     });
     const exitCode = new Promise<number>((resolve, reject) => {
       child.once("error", (err) =>
@@ -271,7 +276,7 @@ class RuncRuntime implements Runtime {
       else signal.addEventListener("abort", onAbort, { once: true });
       void exitCode.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
     }
-    return { stdout: child.stdout, stderr: child.stderr, stdin: child.stdin, exitCode };
+    return { stdout: child.stdout, stderr: child.stderr, stdin: child.stdin, exitCode, resize: child.resize };
   }
 
   async wait(idOrName: string, signal?: AbortSignal): Promise<number> {

@@ -126,6 +126,8 @@ export interface ExecOptions {
   workingDir?: string;
   /** Allocate a pseudo-terminal (stdout and stderr are then merged into stdout). */
   tty?: boolean;
+  /** With tty: the terminal's size [rows, cols] from the start. */
+  consoleSize?: [number, number];
   /** Aborting sends SIGTERM, then SIGKILL after 2 s, to the exec'd process. */
   signal?: AbortSignal;
 }
@@ -136,6 +138,8 @@ export interface ExecProcess {
   stdin: Writable;
   /** Resolves with the process exit code (128+n when killed by signal n). */
   exitCode: Promise<number>;
+  /** With a TTY: sets the terminal size. */
+  resize?: (rows: number, cols: number) => Promise<void>;
 }
 
 export interface ListOptions {

@@ -1,7 +1,19 @@
 /**
- * buildkitd.toml for Arca: OCI worker only, docker.io (and any extra
- * registries) mirrored to Arca's registry endpoint, which is plain HTTP on
- * loopback, plus a GC policy so the cache cannot fill the disk.
+ * The network every RUN step gets unless it asks for none: a namespace of
+ * its own with only `lo` up. BuildKit's CNI mode wants one network besides
+ * its own loopback one; this second network is loopback again (the plugin
+ * only ever configures `lo`). Without it the OCI worker would run steps in
+ * the sandbox's own network namespace, whose loopback carries the channel
+ * ports (buildkitd's API, Arca's registry endpoint): any raw-LLB client
+ * could reach them.
+ */
+export const CNI_CONFIG = `${JSON.stringify({ cniVersion: "1.0.0", name: "arca-isolated", type: "loopback" })}\n`;
+
+/**
+ * buildkitd.toml for Arca: OCI worker only, steps isolated by CNI (see
+ * CNI_CONFIG), docker.io (and any extra registries) mirrored to Arca's
+ * registry endpoint, which is plain HTTP on loopback, plus a GC policy so
+ * the cache cannot fill the disk.
  */
 export function buildkitdConfig(opts: {
   registryHost: string;
@@ -15,6 +27,9 @@ export function buildkitdConfig(opts: {
     "  enabled = true",
     "  gc = true",
     `  gckeepstorage = ${keep}`,
+    '  networkMode = "cni"',
+    '  cniConfigPath = "/etc/buildkit/cni.json"',
+    '  cniBinaryPath = "/opt/cni/bin"',
     "[worker.containerd]",
     "  enabled = false",
   ];

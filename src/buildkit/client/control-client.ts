@@ -49,7 +49,10 @@ export function createControlClient(dialer: Dialer): ControlClient {
         settings: { initialWindowSize: 4 << 20 },
       });
       s.on("error", () => {});
-      s.on("connect", () => s.setLocalWindowSize(16 << 20));
+      // "connect" is emitted on a later tick, possibly after the caller already destroyed the session.
+      s.on("connect", () => {
+        if (!s.destroyed) s.setLocalWindowSize(16 << 20);
+      });
       sessions.add(s);
       s.on("close", () => sessions.delete(s));
       return s;

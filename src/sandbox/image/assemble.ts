@@ -4,7 +4,7 @@ import { mkdir, readFile, realpath, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { hostPlatform, MediaTypes } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
-import { buildkitdConfig } from "../buildkitd-config.js";
+import { buildkitdConfig, CNI_CONFIG } from "../buildkitd-config.js";
 import { SandboxImageError } from "./errors.js";
 import {
   type AssembledImage,
@@ -87,6 +87,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
     throw new SandboxImageError("repo_file_missing", `cannot read ${entrypointPath}`, { cause: err });
   });
   const buildkitdToml = buildkitdConfig({ registryHost: SANDBOX_REGISTRY_HOST });
+  const cniConfig = CNI_CONFIG;
   const tools = await resolveTools(opts.toolsBin, opts.busybox);
   const platform = hostPlatform();
   const key: InputKey = {
@@ -95,7 +96,11 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
     platform: `${platform.os}/${platform.architecture}`,
     sourceDateEpoch: opts.sourceDateEpoch ?? sourceDateEpochFromEnv(),
     gzipLevel: GZIP_LEVEL,
-    texts: { entrypoint: sha256(entrypoint), buildkitdToml: sha256(buildkitdToml) },
+    texts: {
+      entrypoint: sha256(entrypoint),
+      buildkitdToml: sha256(buildkitdToml),
+      cniConfig: sha256(cniConfig),
+    },
     tools: { ...tools },
   };
 
@@ -110,7 +115,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
 
   throwIfAborted(opts.signal);
   progress(`assembling ${refName} from ${opts.toolsBin}`);
-  const plan = await planRootfs(tools, { entrypoint, buildkitdToml }, opts.signal);
+  const plan = await planRootfs(tools, { entrypoint, buildkitdToml, cniConfig }, opts.signal);
   const libs = plan.hostFiles.filter((f) => !Object.values(tools).includes(f));
   progress(`rootfs: ${plan.entries.length} entries; libraries: ${libs.join(" ") || "none"}`);
   const stamps = await stampFiles(plan.hostFiles);
@@ -207,6 +212,7 @@ async function resolveTools(toolsBin: string, busybox: string | undefined): Prom
     proxy: await tool("arca-proxy"),
     runc: await tool("runc"),
     busybox: await tool("busybox", busybox ?? defaultBusybox),
+    cniLoopback: await tool("cni-loopback"),
   };
 }
 

@@ -23,12 +23,15 @@ export interface SandboxTools {
   runc: string;
   /** A static busybox. */
   busybox: string;
+  /** The CNI loopback plugin (buildkitd's per-step network namespaces). */
+  cniLoopback: string;
 }
 
 /** Generated files of the image. */
 export interface SandboxTexts {
   entrypoint: string;
   buildkitdToml: string;
+  cniConfig: string;
 }
 
 export interface RootfsPlan {
@@ -66,6 +69,7 @@ export async function planRootfs(
     ["usr/local/bin/arca-proxy", tools.proxy],
     ["usr/bin/runc", tools.runc],
     ["bin/busybox", tools.busybox],
+    ["opt/cni/bin/loopback", tools.cniLoopback],
   ];
   for (const [at, src] of bins) {
     await plan.hostFile(at, src, 0o755);
@@ -78,6 +82,7 @@ export async function planRootfs(
   }
   plan.text("entrypoint.sh", texts.entrypoint, 0o755);
   plan.text("etc/buildkit/buildkitd.toml", texts.buildkitdToml, 0o644);
+  plan.text("etc/buildkit/cni.json", texts.cniConfig, 0o644);
   plan.text("etc/passwd", PASSWD, 0o644);
   plan.text("etc/group", GROUP, 0o644);
   plan.text("etc/hosts", HOSTS, 0o644);

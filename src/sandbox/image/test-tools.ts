@@ -17,7 +17,7 @@ export interface TestTools {
 }
 
 /**
- * A temp tools dir for tests: symlinks to the real buildkitd, buildctl, runc and busybox, and a
+ * A temp tools dir for tests: symlinks to the real buildkitd, buildctl, runc, cni-loopback and busybox, and a
  * STAND-IN arca-proxy (a copy of the static busybox) so the tests do not depend on the Go proxy being
  * built and never touch the real tools dir.
  */
@@ -26,7 +26,7 @@ export async function makeTestTools(): Promise<TestTools> {
   const bin = path.join(dir, "bin");
   await mkdir(bin);
   const real = toolsBin();
-  for (const t of ["buildkitd", "buildctl", "runc"])
+  for (const t of ["buildkitd", "buildctl", "runc", "cni-loopback"])
     await symlink(await realpath(path.join(real, t)), path.join(bin, t));
   await symlink("/usr/bin/busybox", path.join(bin, "busybox"));
   const proxyStandIn = path.join(dir, "arca-proxy-STAND-IN-busybox-copy");

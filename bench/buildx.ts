@@ -1,0 +1,190 @@
+/**
+ * `npm run bench:buildx`: `docker buildx build` (docker driver, through Arca's
+ * /grpc and /session) against `buildctl build` straight to the same buildkitd
+ * in Arca's sandbox, in the same run. Both push the result into Arca's store
+ * through the registry endpoint and send the same frontend options (no
+ * network, local base images, no provenance attestation), so the difference
+ * is the docker CLI + buildx plus Arca's proxying. A third column runs the
+ * same buildx with its `remote` driver straight to that buildkitd: buildx's
+ * own cost without Arca in between. Prints the median wall time of
+ * BENCH_RUNS (default 3) interleaved runs per case and the ratios.
+ * Target: ≤ 1.10 everywhere; ≤ 1.2 on the one-file-changed 20,000-file rebuild.
+ */
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
+import { startDaemon } from "../test/support/daemon.js";
+import { tool } from "../test/support/tools.js";
+
+const run = promisify(execFile);
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+/** The registry endpoint as buildkitd in the sandbox reaches it. */
+const REGISTRY_HOST = "127.0.0.1:5000";
+
+interface Case {
+  name: string;
+  context: string;
+  noCache: boolean;
+  /** Called before every run (change one file so the transfer is real). */
+  before?: (i: number) => Promise<void>;
+}
+
+async function main(): Promise<void> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-buildx-"));
+  const dataRoot = path.join(tmp, "data");
+  const socket = path.join(tmp, "arca.sock");
+  const daemon = startDaemon(dataRoot, socket);
+  const dockerConfig = path.join(tmp, "docker-config");
+  await mkdir(path.join(dockerConfig, "cli-plugins"), { recursive: true });
+  await symlink(tool("docker-buildx"), path.join(dockerConfig, "cli-plugins", "docker-buildx"));
+  const env = {
+    ...process.env,
+    DOCKER_HOST: `unix://${socket}`,
+    DOCKER_CONFIG: dockerConfig,
+    BUILDX_CONFIG: path.join(tmp, "buildx-config"),
+  };
+  const buildkitAddr = `unix://${path.join(dataRoot, "run", "sandbox", "buildkitd.sock")}`;
+  try {
+    await daemon.waitFor(/ready in/);
+    const rootfs = path.join(tmp, "busybox.tar");
+    await writeBusyboxRootfs(rootfs);
+    await run("docker", ["import", rootfs, "busybox:local"], { env });
+    const version = (await run("docker", ["buildx", "version"], { env })).stdout.trim();
+    process.stdout.write(
+      `${version} against Arca vs buildctl on the same buildkitd, median of ${RUNS}\n` +
+        "target: ratio ≤ 1.10 everywhere (≤ 1.2 for the one-file-changed rebuild)\n",
+    );
+
+    const buildx = (c: Case) => () => {
+      const args = ["buildx", "build", "--progress=quiet", "--provenance=false", "-t", "bench:buildx"];
+      if (c.noCache) args.push("--no-cache");
+      return run("docker", [...args, c.context], { env, maxBuffer: 64 << 20 });
+    };
+    // buildx without Arca: its remote driver on buildkitd's channel socket.
+    await run("docker", ["buildx", "create", "--name", "direct", "--driver", "remote", buildkitAddr], {
+      env,
+    });
+    const direct = (c: Case) => () => {
+      const args = ["buildx", "build", "--builder", "direct", "--progress=quiet", "--provenance=false"];
+      args.push("--network=none", "--output");
+      args.push(`type=image,name=${REGISTRY_HOST}/library/bench:direct,push=true,registry.insecure=true`);
+      if (c.noCache) args.push("--no-cache");
+      return run("docker", [...args, c.context], { env, maxBuffer: 64 << 20 });
+    };
+    const buildctl = (c: Case) => () => {
+      const args = [
+        "--addr",
+        buildkitAddr,
+        "build",
+        "--progress=quiet",
+        "--frontend",
+        "dockerfile.v0",
+        "--local",
+        `context=${c.context}`,
+        "--local",
+        `dockerfile=${c.context}`,
+        "--opt",
+        "force-network-mode=none",
+        "--opt",
+        "image-resolve-mode=local",
+        "--output",
+        `type=image,name=${REGISTRY_HOST}/library/bench:buildctl,push=true,registry.insecure=true`,
+      ];
+      if (c.noCache) args.push("--no-cache");
+      return run(tool("buildctl"), args, { maxBuffer: 64 << 20 });
+    };
+
+    const only = process.env.BENCH_CASES?.split(",");
+    const cases = (await makeCases(tmp)).filter((c) => !only || only.some((o) => c.name.startsWith(o)));
+    for (const c of cases) {
+      // Warm-up: the first context transfer and the cache, for each.
+      const tools = [buildx(c), direct(c), buildctl(c)];
+      for (const t of tools) await t();
+      const times: number[][] = tools.map(() => []);
+      // Interleaved, so drift in machine load hits all alike.
+      for (let i = 0; i < RUNS; i++) {
+        for (const [k, t] of tools.entries()) {
+          await c.before?.(i * tools.length + k);
+          times[k]?.push(await timed(t));
+        }
+      }
+      const [x, d, y] = times.map(median) as [number, number, number];
+      process.stdout.write(
+        `${c.name.padEnd(38)} | buildctl ${y.toFixed(3)}s | buildx via Arca ${x.toFixed(3)}s ratio ${(x / y).toFixed(2)} | buildx remote driver ${d.toFixed(3)}s ratio ${(d / y).toFixed(2)}\n`,
+      );
+    }
+  } finally {
+    await daemon.stop();
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+async function makeCases(tmp: string): Promise<Case[]> {
+  const trivial = path.join(tmp, "trivial");
+  await mkdir(trivial);
+  await writeFile(path.join(trivial, "Dockerfile"), "FROM busybox:local\nRUN echo hi > /x\n");
+
+  const multi = path.join(tmp, "multistage");
+  await mkdir(multi);
+  await writeFile(path.join(multi, "a.txt"), "alpha\n");
+  await writeFile(
+    path.join(multi, "Dockerfile"),
+    [
+      "FROM busybox:local AS one",
+      "COPY a.txt /src/a.txt",
+      "RUN mkdir -p /out && cp /src/a.txt /out/a && echo one > /out/one",
+      "RUN seq 1 2000 > /out/seq",
+      "FROM busybox:local AS two",
+      "RUN mkdir -p /out && echo two > /out/two",
+      "FROM busybox:local",
+      "COPY --from=one /out /one",
+      "COPY --from=two /out /two",
+      "RUN cat /one/a /one/one /two/two > /all",
+      "",
+    ].join("\n"),
+  );
+
+  const many = path.join(tmp, "files20k");
+  await mkdir(many);
+  await writeFile(path.join(many, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\n");
+  for (let d = 0; d < 100; d++) {
+    const dir = path.join(many, `d${d}`);
+    await mkdir(dir);
+    await Promise.all(
+      Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)),
+    );
+  }
+
+  const cases: Case[] = [];
+  for (const [name, context] of [
+    ["trivial", trivial],
+    ["multi-stage", multi],
+    ["20,000-file context", many],
+  ] as const) {
+    cases.push({ name: `${name} (cached)`, context, noCache: false });
+    cases.push({ name: `${name} (--no-cache)`, context, noCache: true });
+  }
+  cases.push({
+    name: "20,000-file context, 1 file changed",
+    context: many,
+    noCache: false,
+    before: (i) => writeFile(path.join(many, "d7", "f7.txt"), `run ${i}\n`),
+  });
+  return cases;
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+await main();

@@ -1,0 +1,56 @@
+import http2 from "node:http2";
+import { type ErrorKind, errorMessage, findArcaError } from "../util/index.js";
+import { ApiError } from "./errors.js";
+
+/** gRPC status codes Arca answers with itself (google.golang.org/grpc/codes). */
+const GRPC_CODE: Record<ErrorKind, number> = {
+  canceled: 1,
+  invalid_argument: 3,
+  not_found: 5,
+  conflict: 6,
+  failed_precondition: 9,
+  internal: 13,
+  unavailable: 14,
+};
+
+/** The gRPC status for an error, by its kind (as httpStatusFor does for HTTP). */
+export function grpcCodeFor(err: unknown): number {
+  const e = findArcaError(err);
+  return e ? GRPC_CODE[e.kind] : GRPC_CODE.internal;
+}
+
+/** One length-prefixed, uncompressed gRPC message. */
+export function grpcFrame(msg: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(5 + msg.length);
+  out[0] = 0;
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/** The single message of a unary request or response body. */
+export function unaryMessage(body: Buffer): Uint8Array {
+  if (body.length < 5) throw new ApiError("invalid_parameter", "gRPC body holds no message");
+  if (body[0] !== 0) throw new ApiError("unsupported", "compressed gRPC messages are not supported");
+  const len = body.readUInt32BE(1);
+  if (body.length !== 5 + len) throw new ApiError("invalid_parameter", "gRPC body is not one message");
+  return body.subarray(5);
+}
+
+/** gRPC status trailers for an error. */
+export function grpcErrorTrailers(err: unknown): http2.OutgoingHttpHeaders {
+  return { "grpc-status": String(grpcCodeFor(err)), "grpc-message": encodeURIComponent(errorMessage(err)) };
+}
+
+/** Ends a call that has not responded yet with a trailers-only gRPC error. */
+export function respondGrpcError(stream: http2.ServerHttp2Stream, err: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  stream.respond(
+    { ":status": 200, "content-type": "application/grpc", ...grpcErrorTrailers(err) },
+    { endStream: true },
+  );
+}

@@ -1,0 +1,59 @@
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import type { UnaryRewrite } from "./grpc-proxy.js";
+import { policyNetworkMode } from "./grpc-solve.js";
+
+export const GATEWAY_SOLVE_PATH = "/moby.buildkit.v1.frontend.LLBBridge/Solve";
+
+/** moby.buildkit.v1.frontend.SolveRequest (BK frontend/gateway/pb/gateway.proto): Frontend=2, FrontendOpt=3. */
+const FRONTEND_FIELD = 2;
+const FRONTEND_OPT_FIELD = 3;
+const NETWORK_MODE = "force-network-mode";
+
+/**
+ * LLBBridge.Solve, through which buildx (it builds with a client-side
+ * gateway) has the Dockerfile frontend run: the daemon's network policy
+ * goes into its frontend options here, as it does into Control.Solve's
+ * frontend attrs. The message is edited on the wire (gateway.proto is not
+ * among Arca's generated schemas): one FrontendOpt map entry is appended,
+ * which wins over an earlier one for the same key as protobuf maps do.
+ */
+export class GatewaySolveRewrite implements UnaryRewrite {
+  request(msg: Uint8Array): Uint8Array {
+    const { frontend, opts } = readFrontend(msg);
+    if (!frontend) return msg;
+    const mode = policyNetworkMode(opts.get(NETWORK_MODE));
+    if (opts.get(NETWORK_MODE) === mode) return msg;
+    const entry = new BinaryWriter().tag(1, WireType.LengthDelimited).string(NETWORK_MODE);
+    entry.tag(2, WireType.LengthDelimited).string(mode);
+    const extra = new BinaryWriter().tag(FRONTEND_OPT_FIELD, WireType.LengthDelimited).bytes(entry.finish());
+    const tail = extra.finish();
+    const out = new Uint8Array(msg.length + tail.length);
+    out.set(msg);
+    out.set(tail, msg.length);
+    return out;
+  }
+}
+
+/** The Frontend name and the FrontendOpt map (last entry per key wins). */
+function readFrontend(msg: Uint8Array): { frontend: string; opts: Map<string, string> } {
+  const r = new BinaryReader(msg);
+  let frontend = "";
+  const opts = new Map<string, string>();
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no === FRONTEND_FIELD && wt === WireType.LengthDelimited) frontend = r.string();
+    else if (no === FRONTEND_OPT_FIELD && wt === WireType.LengthDelimited) {
+      const e = new BinaryReader(r.bytes());
+      let key = "";
+      let value = "";
+      while (e.pos < e.len) {
+        const [eno, ewt] = e.tag();
+        if (eno === 1 && ewt === WireType.LengthDelimited) key = e.string();
+        else if (eno === 2 && ewt === WireType.LengthDelimited) value = e.string();
+        else e.skip(ewt, eno);
+      }
+      opts.set(key, value);
+    } else r.skip(wt, no);
+  }
+  return { frontend, opts };
+}

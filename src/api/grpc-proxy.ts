@@ -1,0 +1,172 @@
+import http2 from "node:http2";
+import { ApiError } from "./errors.js";
+import { grpcErrorTrailers, grpcFrame, respondGrpcError, unaryMessage } from "./grpc-frames.js";
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** Connection-level headers HTTP/2 forbids forwarding (and Node refuses to send). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+  "host",
+]);
+
+/** A unary call's messages, rewritten on the way through (one instance per call: it may keep state). */
+export interface UnaryRewrite {
+  /** The request message as sent upstream; throwing answers the call with that error instead. */
+  request(msg: Uint8Array): Uint8Array | Promise<Uint8Array>;
+  /** The successful (grpc-status 0) response message as sent back; without it, the response streams through. */
+  response?(msg: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
+/** A unary request is buffered to be rewritten; gRPC's own default receive limit. */
+const MAX_UNARY_MESSAGE = 16 << 20;
+
+/**
+ * Forwards one HTTP/2 stream (a gRPC call) to `upstream` as it is: request
+ * headers (repeated values kept, from rawHeaders), data both ways with
+ * backpressure, response headers and trailers; a reset on either side
+ * resets the other. With `rewrite`, the call is unary and its two messages
+ * pass through it.
+ */
+export function forwardStream(
+  stream: http2.ServerHttp2Stream,
+  rawHeaders: string[],
+  upstream: http2.ClientHttp2Session,
+  rewrite?: UnaryRewrite,
+): void {
+  stream.on("error", () => {});
+  let up: http2.ClientHttp2Stream;
+  try {
+    up = upstream.request(requestHeaders(rawHeaders), { endStream: false });
+  } catch (err) {
+    respondGrpcError(stream, new ApiError("unavailable", `BuildKit connection: ${(err as Error).message}`));
+    return;
+  }
+  up.on("error", () => {});
+  let trailers: http2.IncomingHttpHeaders | undefined;
+  let responded = false;
+
+  // Either side going away early takes the other with it.
+  stream.on("close", () => {
+    if (!up.closed) up.close(NGHTTP2_CANCEL);
+  });
+  up.on("close", () => {
+    if (stream.closed) return;
+    if (!responded) {
+      respondGrpcError(stream, new ApiError("unavailable", "BuildKit closed the call"));
+    } else if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) {
+      stream.close(up.rstCode);
+    }
+  });
+
+  up.on("trailers", (t) => {
+    trailers = t;
+  });
+  // A response rewrite that fails turns the call's status into its error.
+  let failure: http2.OutgoingHttpHeaders | undefined;
+  stream.on("wantTrailers", () => {
+    if (failure) stream.sendTrailers(failure);
+    else if (trailers) stream.sendTrailers(forwardable(trailers));
+    else stream.close(NGHTTP2_INTERNAL_ERROR);
+  });
+
+  up.on("response", (headers, flags) => {
+    responded = true;
+    const h = forwardable(headers);
+    h[":status"] = headers[":status"] ?? 200;
+    // Trailers-only (an error status with no message, e.g. UNIMPLEMENTED): one HEADERS frame.
+    if ((flags ?? 0) & NGHTTP2_FLAG_END_STREAM) {
+      stream.respond(h, { endStream: true });
+      return;
+    }
+    stream.respond(h, { waitForTrailers: true });
+    const respond = rewrite?.response?.bind(rewrite);
+    if (respond)
+      rewriteResponse(up, stream, respond, () => trailers).catch((err) => {
+        failure = grpcErrorTrailers(err);
+        if (!stream.closed) stream.end();
+      });
+    else up.pipe(stream);
+  });
+
+  if (rewrite) rewriteRequest(stream, up, rewrite);
+  else stream.pipe(up);
+}
+
+function rewriteRequest(
+  stream: http2.ServerHttp2Stream,
+  up: http2.ClientHttp2Stream,
+  rewrite: UnaryRewrite,
+): void {
+  collect(stream)
+    .then(async (body) => up.end(grpcFrame(await rewrite.request(unaryMessage(body)))))
+    .catch((err) => {
+      respondGrpcError(stream, err);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+    });
+}
+
+/** Buffers the response message and sends the rewritten one; rejects when the rewrite fails. */
+async function rewriteResponse(
+  up: http2.ClientHttp2Stream,
+  stream: http2.ServerHttp2Stream,
+  respond: (msg: Uint8Array) => Uint8Array | Promise<Uint8Array>,
+  trailers: () => http2.IncomingHttpHeaders | undefined,
+): Promise<void> {
+  const body = await collect(up);
+  // Failures (and empty bodies) go back untouched.
+  if (trailers()?.["grpc-status"] !== "0" || body.length === 0) {
+    stream.end(body);
+    return;
+  }
+  stream.end(grpcFrame(await respond(unaryMessage(body))));
+}
+
+function collect(s: http2.Http2Stream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    s.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_UNARY_MESSAGE + 5) {
+        reject(new ApiError("invalid_parameter", "gRPC message too large"));
+        s.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    s.once("end", () => resolve(Buffer.concat(chunks, size)));
+    s.once("close", () => reject(new ApiError("unavailable", "call closed")));
+  });
+}
+
+/** Request headers for the upstream call; repeated fields stay repeated (session method lists). */
+function requestHeaders(raw: string[]): http2.OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = (raw[i] as string).toLowerCase();
+    const value = raw[i + 1] as string;
+    // :scheme and :authority come from the upstream session.
+    if ((key.startsWith(":") && key !== ":method" && key !== ":path") || HOP_BY_HOP.has(key)) continue;
+    const prev = out[key];
+    if (prev === undefined) out[key] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[key] = [prev, value];
+  }
+  return out;
+}
+
+/** Response headers or trailers to send on: no pseudo-headers but :status, nothing hop-by-hop. */
+function forwardable(h: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || k.startsWith(":") || HOP_BY_HOP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,120 @@
+import http2 from "node:http2";
+import type { Duplex } from "node:stream";
+import type { BuildMemo } from "../build/index.js";
+import type { ControlClient } from "../buildkit/index.js";
+import type { ApiDeps } from "./deps.js";
+import { ApiError } from "./errors.js";
+import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
+import { forwardStream, type UnaryRewrite } from "./grpc-proxy.js";
+import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
+import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
+import type { Router } from "./router.js";
+
+const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
+
+/** Windows as large as the session bridge's: Solve requests carry whole LLB definitions. */
+const STREAM_WINDOW = 4 << 20;
+const CONNECTION_WINDOW = 16 << 20;
+
+/**
+ * POST /grpc: buildx's docker driver speaks BuildKit's gRPC API (Control,
+ * the LLBBridge gateway forwarder, history, content) over the hijacked
+ * connection. Arca terminates the client's HTTP/2 and forwards each call,
+ * streams included, over its own HTTP/2 connection to buildkitd; calls it
+ * does not know go through too, so buildkitd answers UNIMPLEMENTED itself.
+ * Only the two ways to start a build are edited: Control.Solve (exporters,
+ * entitlements, network; SolveRewrite) and LLBBridge.Solve (network).
+ */
+export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMemo): void {
+  // Without an Upgrade header Node does not hand the request over as an upgrade.
+  router.add("POST", "/grpc", ({ req }) => {
+    req.resume();
+    throw new ApiError("invalid_parameter", "no upgrade proto in request");
+  });
+
+  router.upgrade("POST", "/grpc", async ({ req, socket, head }) => {
+    socket.on("error", () => {});
+    let upgraded = false;
+    try {
+      checkH2cUpgrade(req);
+      const early = await skipUpgradeBody(req, socket, head);
+      const gone = new AbortController();
+      socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
+      const client = await deps.buildkit.client(gone.signal);
+      if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
+      socket.write(SWITCHING_TO_H2C);
+      upgraded = true;
+      await serveGrpc(socket, early, client, deps, memo, gone.signal);
+    } catch (err) {
+      if (upgraded) socket.destroy();
+      else writeHttpError(socket, err);
+    }
+  });
+}
+
+/**
+ * Serves the client's HTTP/2 connection until it closes; one upstream
+ * connection per client connection, so the client going away cancels every
+ * call it had open on buildkitd (and with them their builds).
+ */
+function serveGrpc(
+  socket: Duplex,
+  early: Buffer,
+  client: ControlClient,
+  deps: ApiDeps,
+  memo: BuildMemo,
+  signal: AbortSignal,
+): Promise<void> {
+  const upstream = client.connectHttp2(signal);
+  // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
+  const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
+  return new Promise((resolve) => {
+    let session: http2.ServerHttp2Session | undefined;
+    const done = () => {
+      upstream.destroy();
+      session?.destroy();
+      socket.destroy();
+      resolve();
+    };
+    socket.once("close", done);
+    // The HTTP server's sockets allow half-open; HTTP/2 has no use for it: EOF means the client is gone.
+    socket.once("end", done);
+    // buildkitd went away (sandbox restart): let the client reconnect rather than hang.
+    upstream.once("close", () => {
+      if (session && !session.closed) session.close(done);
+      else done();
+    });
+    server.on("session", (s) => {
+      session = s;
+      s.on("error", () => {});
+      s.once("connect", () => {
+        if (!s.destroyed) s.setLocalWindowSize(CONNECTION_WINDOW);
+      });
+    });
+    // Node passes rawHeaders as a 4th argument (its typings omit it): repeated fields stay apart.
+    const onStream = (
+      stream: http2.ServerHttp2Stream,
+      headers: http2.IncomingHttpHeaders,
+      _flags: number,
+      rawHeaders?: string[],
+    ) => {
+      const path = String(headers[":path"]);
+      // Classic builds answered from memory would outlive the cache this prunes.
+      if (path === PRUNE_PATH) memo.clear();
+      const rewrite = rewriteFor(path, deps);
+      forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
+    };
+    server.on("stream", onStream);
+    // Bytes that followed the request headers are the client's connection preface.
+    if (early.length) socket.unshift(early);
+    server.emit("connection", socket);
+    socket.resume();
+  });
+}
+
+/** The calls Arca edits on their way to buildkitd: both ways to start a frontend. */
+function rewriteFor(path: string, deps: ApiDeps): UnaryRewrite | undefined {
+  if (path === SOLVE_PATH) return new SolveRewrite(deps);
+  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite();
+  return undefined;
+}

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { SolveRequestSchema } from "../buildkit/index.js";
+import type { ImageStore } from "../images/index.js";
+import { GatewaySolveRewrite } from "./grpc-gateway-solve.js";
+import { SolveRewrite } from "./grpc-solve.js";
+
+// Request rewriting never touches the store.
+const deps = { store: {} as ImageStore, registryHost: "127.0.0.1:5000" };
+
+test("Control.Solve: moby exporter becomes a push into the store; policy on entitlements and network", () => {
+  const req = create(SolveRequestSchema, {
+    Ref: "r1",
+    Frontend: "dockerfile.v0",
+    FrontendAttrs: { "force-network-mode": "sandbox", filename: "Dockerfile" },
+    Entitlements: ["network.host", "security.insecure", "device"],
+    Exporters: [
+      { Type: "moby", Attrs: { name: "docker.io/library/app:1,ghcr.io/o/x", "prefer-image-digest": "true" } },
+      { Type: "local", Attrs: {} },
+    ],
+    ExporterDeprecated: "moby",
+    ExporterAttrsDeprecated: { name: "docker.io/library/app:1,ghcr.io/o/x" },
+  });
+  // A field Arca's schema leaves out (SourcePolicySession=15) must survive the round trip.
+  const unknown = new BinaryWriter().tag(15, WireType.LengthDelimited).string("policy-session").finish();
+  const bytes = new Uint8Array([...toBinary(SolveRequestSchema, req), ...unknown]);
+
+  const out = fromBinary(SolveRequestSchema, new SolveRewrite(deps).request(bytes));
+  const image = out.Exporters[0];
+  assert.equal(image?.Type, "image");
+  assert.deepEqual(image?.Attrs, {
+    name: "127.0.0.1:5000/library/app:1,127.0.0.1:5000/ghcr.io/o/x:latest",
+    push: "true",
+    "registry.insecure": "true",
+  });
+  assert.equal(out.Exporters[1]?.Type, "local");
+  assert.equal(out.ExporterDeprecated, "image");
+  assert.equal(out.ExporterAttrsDeprecated.push, "true");
+  assert.deepEqual(out.Entitlements, ["device"]);
+  assert.equal(out.FrontendAttrs["force-network-mode"], "none");
+  assert.equal(out.FrontendAttrs.filename, "Dockerfile");
+  assert.ok(Buffer.from(toBinary(SolveRequestSchema, out)).includes(Buffer.from("policy-session")));
+});
+
+test("Control.Solve: image exporters that push elsewhere and untagged builds", () => {
+  const push = create(SolveRequestSchema, {
+    Exporters: [{ Type: "image", Attrs: { name: "reg.example/x:1", push: "true" } }],
+  });
+  const kept = fromBinary(
+    SolveRequestSchema,
+    new SolveRewrite(deps).request(toBinary(SolveRequestSchema, push)),
+  );
+  assert.deepEqual(kept.Exporters[0]?.Attrs, { name: "reg.example/x:1", push: "true" });
+
+  const untagged = create(SolveRequestSchema, { Exporters: [{ Type: "moby", Attrs: {} }] });
+  const out = fromBinary(
+    SolveRequestSchema,
+    new SolveRewrite(deps).request(toBinary(SolveRequestSchema, untagged)),
+  );
+  assert.equal(out.Exporters[0]?.Attrs.name, "127.0.0.1:5000/arca/dangling");
+  assert.equal(out.Exporters[0]?.Attrs["push-by-digest"], "true");
+  // Without a frontend (a client-side gateway build) there are no frontend attrs to set.
+  assert.deepEqual(out.FrontendAttrs, {});
+});
+
+/** A gateway SolveRequest: Frontend=2, FrontendOpt=3 entries, Definition=1 as opaque bytes. */
+function gatewayRequest(frontend: string, opts: [string, string][]): Uint8Array {
+  const w = new BinaryWriter();
+  w.tag(1, WireType.LengthDelimited).bytes(new Uint8Array([1, 2, 3]));
+  if (frontend) w.tag(2, WireType.LengthDelimited).string(frontend);
+  for (const [k, v] of opts) {
+    const e = new BinaryWriter().tag(1, WireType.LengthDelimited).string(k);
+    e.tag(2, WireType.LengthDelimited).string(v);
+    w.tag(3, WireType.LengthDelimited).bytes(e.finish());
+  }
+  return w.finish();
+}
+
+/** FrontendOpt as Go's proto decoder sees it: the last entry for a key wins. */
+function frontendOpt(msg: Uint8Array): Record<string, string> {
+  const r = new BinaryReader(msg);
+  const out: Record<string, string> = {};
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no !== 3) {
+      r.skip(wt, no);
+      continue;
+    }
+    const e = new BinaryReader(r.bytes());
+    e.tag();
+    const k = e.string();
+    e.tag();
+    out[k] = e.string();
+  }
+  return out;
+}
+
+test("LLBBridge.Solve: a frontend solve gets force-network-mode=none unless host was asked for", () => {
+  const rw = new GatewaySolveRewrite();
+  const plain = gatewayRequest("dockerfile.v0", [["filename", "Dockerfile"]]);
+  assert.deepEqual(frontendOpt(rw.request(plain)), { filename: "Dockerfile", "force-network-mode": "none" });
+  const sandbox = gatewayRequest("dockerfile.v0", [["force-network-mode", "sandbox"]]);
+  assert.deepEqual(frontendOpt(rw.request(sandbox)), { "force-network-mode": "none" });
+  const host = gatewayRequest("dockerfile.v0", [["force-network-mode", "host"]]);
+  assert.deepEqual(rw.request(host), host, "host stays (the entitlement check refuses it)");
+  const llb = gatewayRequest("", []);
+  assert.deepEqual(rw.request(llb), llb, "plain LLB solves have no frontend options");
+});

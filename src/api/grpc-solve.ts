@@ -1,0 +1,117 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  ExporterSchema,
+  imageExportAttrs,
+  SolveRequestSchema,
+  SolveResponseSchema,
+} from "../buildkit/index.js";
+import { formatReference, type ImageStore, parseNormalizedTagged } from "../images/index.js";
+import { ApiError } from "./errors.js";
+import type { UnaryRewrite } from "./grpc-proxy.js";
+
+export const SOLVE_PATH = "/moby.buildkit.v1.Control/Solve";
+
+/** Entitlements the daemon policy grants a build: none of the insecure ones (no --allow-insecure-entitlement). */
+const DENIED_ENTITLEMENTS = new Set(["network.host", "security.insecure"]);
+
+/** Attrs only dockerd's moby exporter understands; a stock image exporter would keep them as metadata. */
+const MOBY_ONLY_ATTRS = ["prefer-image-digest", "unpack", "store"];
+
+/**
+ * RUN steps get no network unless the build asks for the host's (which then
+ * needs the network.host entitlement, and the policy grants none). Anything
+ * else, "sandbox" included, would share the sandbox's loopback with
+ * buildkitd and so reach the registry endpoint on it.
+ */
+export function policyNetworkMode(requested: string | undefined): string {
+  return requested === "host" ? "host" : "none";
+}
+
+export interface SolveRewriteDeps {
+  store: ImageStore;
+  /** Registry endpoint as buildkitd reaches it. */
+  registryHost: string;
+}
+
+/**
+ * Control.Solve from a client that takes Arca for dockerd (buildx's docker
+ * driver). dockerd's embedded BuildKit has the `moby` exporter, writing into
+ * its image store; a stock buildkitd has none, so `moby` (and `image`
+ * without push) becomes an `image` push into Arca's store through the
+ * registry endpoint, where the requested names become tags. The response
+ * then reads like dockerd's: `image.name` as requested, and
+ * `containerimage.digest` the image ID (config digest), which is what
+ * `--iidfile` shows even when buildx prefers the image digest.
+ */
+export class SolveRewrite implements UnaryRewrite {
+  /** Full names (`docker.io/library/app:1`) the store should have once the solve succeeds. */
+  #names: string[] = [];
+  #storeExport = false;
+
+  constructor(private readonly deps: SolveRewriteDeps) {}
+
+  request(msg: Uint8Array): Uint8Array {
+    const req = fromBinary(SolveRequestSchema, msg);
+    // Daemons since v0.13 read Exporters; the Go client fills the deprecated pair too.
+    for (const e of req.Exporters) this.#names.push(...this.#rewriteExporter(e));
+    if (req.ExporterDeprecated) {
+      const legacy = create(ExporterSchema, {
+        Type: req.ExporterDeprecated,
+        Attrs: req.ExporterAttrsDeprecated,
+      });
+      const names = this.#rewriteExporter(legacy);
+      if (req.Exporters.length === 0) this.#names.push(...names);
+      req.ExporterDeprecated = legacy.Type;
+      req.ExporterAttrsDeprecated = legacy.Attrs;
+    }
+    req.Entitlements = req.Entitlements.filter((e) => !DENIED_ENTITLEMENTS.has(e));
+    if (req.Frontend) {
+      req.FrontendAttrs["force-network-mode"] = policyNetworkMode(req.FrontendAttrs["force-network-mode"]);
+    }
+    return toBinary(SolveRequestSchema, req);
+  }
+
+  response(msg: Uint8Array): Uint8Array {
+    if (!this.#storeExport) return msg;
+    const res = fromBinary(SolveResponseSchema, msg);
+    const r = res.ExporterResponse;
+    const pushed = r["containerimage.digest"] ?? "";
+    const missing = this.#names.filter((n) => this.deps.store.lookupName(n) === undefined);
+    if (missing.length) {
+      throw new ApiError("unavailable", `build finished but the image store has no ${missing.join(", ")}`);
+    }
+    // Arca's image IDs are config digests (as dockerd's without the containerd store): what
+    // `docker images` lists is what --iidfile gets, also for a pushed index (attestations).
+    const id = this.deps.store.getManifest(pushed)?.imageId ?? r["containerimage.config.digest"];
+    if (id) {
+      r["containerimage.digest"] = id;
+      r["containerimage.config.digest"] = id;
+    }
+    if (this.#names.length) r["image.name"] = this.#names.join(",");
+    else delete r["image.name"];
+    return toBinary(SolveResponseSchema, res);
+  }
+
+  /** Turns a store-bound exporter into the push into Arca's store; returns the names it tags. */
+  #rewriteExporter(e: { Type: string; Attrs: Record<string, string> }): string[] {
+    const push = /^(1|t|true)$/i.test(e.Attrs.push ?? "");
+    if (e.Type !== "moby" && !(e.Type === "image" && !push)) return [];
+    const names = (e.Attrs.name ?? "")
+      .split(",")
+      .map((n) => n.trim())
+      .filter(Boolean)
+      .map((n) => {
+        try {
+          return formatReference(parseNormalizedTagged(n));
+        } catch (err) {
+          throw new ApiError("invalid_parameter", `invalid image name ${JSON.stringify(n)}`, { cause: err });
+        }
+      });
+    const extra = { ...e.Attrs };
+    for (const k of [...MOBY_ONLY_ATTRS, "name", "push"]) delete extra[k];
+    e.Type = "image";
+    e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra);
+    this.#storeExport = true;
+    return names;
+  }
+}

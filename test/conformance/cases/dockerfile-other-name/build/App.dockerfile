@@ -1,0 +1,3 @@
+FROM busybox:local
+COPY app.txt /app.txt
+COPY build /build-dir

@@ -1,0 +1,2 @@
+FROM busybox:local
+COPY . /ctx
