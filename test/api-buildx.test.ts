@@ -15,6 +15,7 @@ import { ImageStore, importRootfs } from "../src/images/index.js";
 import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
 import { NETWORK_PROBE_RUN } from "./support/network-probe.js";
+import { findDockerd, startStockDockerd } from "./support/stock-dockerd.js";
 import { tool } from "./support/tools.js";
 
 const run = promisify(execFile);
@@ -237,6 +238,27 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
     assert.equal(layers.get("a.txt"), "from the context\n");
     assert.equal(layers.get("built.txt"), "built\n");
     assert.ok(layers.has("bin/busybox"), "base layer included");
+
+    // A stock dockerd loads the saved image and sees the same image and files.
+    const dockerd = await findDockerd();
+    assert.ok(dockerd, "dockerd not found: apt-get install -y docker.io");
+    const stock = startStockDockerd(dockerd, path.join(tmp, "stock-dockerd"));
+    try {
+      await stock.ready;
+      const stockEnv = { DOCKER_HOST: `unix://${stock.socket}` };
+      await ok(["load", "-i", saved], stockEnv);
+      const loaded = await ok(["image", "inspect", "-f", "{{.Id}} {{json .Config.Cmd}}", "app:1"], stockEnv);
+      assert.equal(loaded.stdout.trim(), `${id} ["cat","/a.txt"]`);
+      const files = await ok(["create", "--name", "probe", "app:1"], stockEnv);
+      assert.match(files.stdout, /^[0-9a-f]{64}$/m);
+      const exported = path.join(tmp, "probe.tar");
+      await ok(["export", "-o", exported, "probe"], stockEnv);
+      const tree = await untar(await readFile(exported));
+      assert.equal(String(tree.get("a.txt")), "from the context\n");
+      assert.equal(String(tree.get("built.txt")), "built\n");
+    } finally {
+      await stock.stop();
+    }
   });
 
   test("default progress on a terminal renders the live TTY view", async () => {
