@@ -649,11 +649,17 @@ class RuncRuntime implements Runtime {
     if (c.status !== "running") return;
     const exited = new Promise<void>((resolve) => live.exitWaiters.push(() => resolve()));
     await this.runc.kill(id, "SIGTERM").catch(() => {});
-    const t = sleep(timeoutSec * 1000, signal).then(
+    // The grace timer is cancelled once the container is gone: left pending, it kept a daemon that
+    // had finished shutting down alive for the rest of the timeout.
+    const done = new AbortController();
+    const grace = signal ? AbortSignal.any([signal, done.signal]) : done.signal;
+    const t = sleep(timeoutSec * 1000, grace).then(
       () => false,
       () => false,
     );
-    if (!(await Promise.race([exited.then(() => true), t]))) {
+    const stopped = await Promise.race([exited.then(() => true), t]);
+    done.abort();
+    if (!stopped) {
       await this.runc.kill(id, "SIGKILL", true).catch(() => {});
       await exited;
     }
