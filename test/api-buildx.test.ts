@@ -385,10 +385,10 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
 
   test("POST /grpc: dockerd's upgrade errors; every method reaches buildkitd, unknown ones UNIMPLEMENTED", async () => {
     const none = await openGrpc(socket, {});
-    assert.equal(none.status, 400);
+    assert.equal(none.status, 500);
     assert.match(none.body, /no upgrade proto in request/);
     const ws = await openGrpc(socket, { Connection: "Upgrade", Upgrade: "websocket" });
-    assert.equal(ws.status, 400);
+    assert.equal(ws.status, 500);
     assert.match(ws.body, /protocol websocket not supported/);
 
     const up = await openGrpc(socket, { Connection: "Upgrade", Upgrade: "h2c" });

@@ -6,6 +6,8 @@ const kinds = {
   conflict: "conflict",
   unsupported: "failed_precondition",
   unavailable: "unavailable",
+  /** dockerd answers some protocol errors with a plain 500 (e.g. a /grpc request that is no h2c upgrade). */
+  protocol_error: "internal",
 } as const satisfies Record<string, ErrorKind>;
 
 export type ApiErrorCode = keyof typeof kinds;

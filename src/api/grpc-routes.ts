@@ -29,14 +29,14 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
   // Without an Upgrade header Node does not hand the request over as an upgrade.
   router.add("POST", "/grpc", ({ req }) => {
     req.resume();
-    throw new ApiError("invalid_parameter", "no upgrade proto in request");
+    throw new ApiError("protocol_error", "no upgrade proto in request");
   });
 
   router.upgrade("POST", "/grpc", async ({ req, socket, head }) => {
     socket.on("error", () => {});
     let upgraded = false;
     try {
-      checkH2cUpgrade(req);
+      checkH2cUpgrade(req, "protocol_error");
       const early = await skipUpgradeBody(req, socket, head);
       const gone = new AbortController();
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));

@@ -7,12 +7,14 @@ import { ApiError, httpStatusFor } from "./errors.js";
 export const SWITCHING_TO_H2C =
   "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n";
 
-/** dockerd's pre-upgrade check: only `Upgrade: h2c` is accepted. */
-export function checkH2cUpgrade(req: http.IncomingMessage): void {
+/** dockerd's pre-upgrade check: only `Upgrade: h2c` is accepted (400 for /session, 500 for /grpc, as dockerd). */
+export function checkH2cUpgrade(
+  req: http.IncomingMessage,
+  code: "invalid_parameter" | "protocol_error" = "invalid_parameter",
+): void {
   const proto = req.headers.upgrade ?? "";
-  if (!proto) throw new ApiError("invalid_parameter", "no upgrade proto in request");
-  if (proto.toLowerCase() !== "h2c")
-    throw new ApiError("invalid_parameter", `protocol ${proto} not supported`);
+  if (!proto) throw new ApiError(code, "no upgrade proto in request");
+  if (proto.toLowerCase() !== "h2c") throw new ApiError(code, `protocol ${proto} not supported`);
 }
 
 /** More than any sane empty-ish upgrade request body; a client streaming data here is not speaking the protocol. */
