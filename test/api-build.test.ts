@@ -170,7 +170,10 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
       ].join("\n"),
     );
     const r = await cli(
-      ["build", "-t", "x:1", "--build-arg", "A=b", "--target", "t", "-f", dockerfile, ctx],
+      [
+        ...["build", "-t", "x:1", "-t", "localhost:5000/x:2", "--build-arg", "A=b", "--target", "t"],
+        ...["-f", dockerfile, ctx],
+      ],
       {
         DOCKER_BUILDKIT: "0",
       },
@@ -184,6 +187,9 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
     assert.match(r.stdout, /Successfully tagged x:1\n/);
     const images = await cli(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert.match(images.stdout, /^x:1$/m);
+    // A registry with a port in the name lands in the store too.
+    assert.match(images.stdout, /^localhost:5000\/x:2$/m);
+    assert.match(r.stdout, /Successfully tagged localhost:5000\/x:2\n/);
 
     // Same build again: every step comes from the cache.
     const again = await cli(

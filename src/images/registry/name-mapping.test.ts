@@ -26,5 +26,15 @@ test("pushNameFor round-trips through storeRepository", () => {
   assert.equal(pushNameFor("127.0.0.1:5000", "foo/bar:3"), "127.0.0.1:5000/foo/bar:3");
   assert.equal(pushNameFor("127.0.0.1:5000", "ghcr.io/x/y:2"), "127.0.0.1:5000/ghcr.io/x/y:2");
   assert.equal(storeRepository("ghcr.io/x/y"), "ghcr.io/x/y");
-  assert.throws(() => pushNameFor("127.0.0.1:5000", "localhost:5000/a:1"), ImageError);
+  // Registries with a port travel as `host__port` (no domain can contain "__").
+  assert.equal(pushNameFor("127.0.0.1:5000", "localhost:5000/a:1"), "127.0.0.1:5000/localhost__5000/a:1");
+  assert.equal(storeRepository("localhost__5000/a"), "localhost:5000/a");
+  assert.equal(
+    pushNameFor("127.0.0.1:5000", "my.reg.example:8443/team/app:2"),
+    "127.0.0.1:5000/my.reg.example__8443/team/app:2",
+  );
+  assert.equal(storeRepository("my.reg.example__8443/team/app"), "my.reg.example:8443/team/app");
+  // A Hub repository that merely looks alike is not taken for one (no path after it).
+  assert.equal(storeRepository("abc__1"), "docker.io/library/abc__1");
+  assert.throws(() => pushNameFor("127.0.0.1:5000", "[::1]:5000/a:1"), ImageError);
 });

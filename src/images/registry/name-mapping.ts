@@ -15,8 +15,15 @@ import {
  */
 export function storeRepository(path: string, ns?: string | null): string {
   const first = path.split("/")[0] ?? "";
+  const withPort = !ns && path.includes("/") ? PORT_COMPONENT_RE.exec(first) : null;
   const hasDomain = !ns && path.includes("/") && looksLikeDomain(first);
-  const candidate = ns ? `${ns}/${path}` : hasDomain ? path : `${DEFAULT_DOMAIN}/${path}`;
+  const candidate = ns
+    ? `${ns}/${path}`
+    : withPort
+      ? `${withPort[1]}:${withPort[2]}${path.slice(first.length)}`
+      : hasDomain
+        ? path
+        : `${DEFAULT_DOMAIN}/${path}`;
   let ref: ReturnType<typeof parseReference>;
   try {
     ref = parseReference(candidate);
@@ -32,19 +39,32 @@ export function storeRepository(path: string, ns?: string | null): string {
 }
 
 /**
+ * A domain with a port as one path component: a component cannot hold ':', and `__` cannot occur in a
+ * domain (no '_' there), so `localhost__5000` stands for `localhost:5000` unambiguously.
+ */
+const PORT_COMPONENT_RE = /^([a-z0-9][a-z0-9.-]*)__(\d{1,5})$/;
+
+/**
  * The name BuildKit's image exporter should push to so that the registry endpoint records `storeName`:
- * `demo:1` -> `<host>/library/demo:1`, `ghcr.io/x/y:2` -> `<host>/ghcr.io/x/y:2`.
- * Store names whose domain carries a port cannot be expressed (a path component cannot hold ':').
+ * `demo:1` -> `<host>/library/demo:1`, `ghcr.io/x/y:2` -> `<host>/ghcr.io/x/y:2`,
+ * `localhost:5000/app:1` -> `<host>/localhost__5000/app:1`. Domains a path component cannot carry
+ * (upper case, IPv6 literals) are refused.
  */
 export function pushNameFor(registryHost: string, storeName: string): string {
   const ref = parseNormalizedTagged(storeName);
-  if (ref.domain.includes(":")) {
-    throw new ImageError(
-      "invalid_reference",
-      `cannot push ${storeName} through the registry endpoint: domain has a port`,
-    );
+  let domain = ref.domain;
+  if (domain.includes(":")) {
+    const [host = "", port = ""] = domain.split(/:(?=\d+$)/);
+    const encoded = `${host}__${port}`;
+    if (!PORT_COMPONENT_RE.test(encoded)) {
+      throw new ImageError(
+        "invalid_reference",
+        `cannot push ${storeName} through the registry endpoint: its registry ${JSON.stringify(domain)} cannot be named in a repository path`,
+      );
+    }
+    domain = encoded;
   }
-  const path = ref.domain === DEFAULT_DOMAIN ? ref.path : `${ref.domain}/${ref.path}`;
+  const path = ref.domain === DEFAULT_DOMAIN ? ref.path : `${domain}/${ref.path}`;
   let name = `${registryHost}/${path}`;
   if (ref.tag !== undefined) name += `:${ref.tag}`;
   if (ref.digest !== undefined) name += `@${ref.digest}`;
