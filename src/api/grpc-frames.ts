@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { Transform } from "node:stream";
 import { type ErrorKind, errorMessage, findArcaError } from "../util/index.js";
 import { ApiError } from "./errors.js";
 
@@ -53,4 +54,41 @@ export function respondGrpcError(stream: http2.ServerHttp2Stream, err: unknown):
     { ":status": 200, "content-type": "application/grpc", ...grpcErrorTrailers(err) },
     { endStream: true },
   );
+}
+
+/**
+ * Rewrites each message of a gRPC message stream (a server-streaming
+ * response) with `map`, keeping the framing; compressed messages pass
+ * through untouched.
+ */
+export class GrpcMessageMapper extends Transform {
+  #buf: Buffer = Buffer.alloc(0);
+  readonly #map: (msg: Uint8Array) => Uint8Array;
+
+  constructor(map: (msg: Uint8Array) => Uint8Array) {
+    super();
+    this.#map = map;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk;
+    try {
+      while (this.#buf.length >= 5) {
+        const len = this.#buf.readUInt32BE(1);
+        if (this.#buf.length < 5 + len) break;
+        const frame = this.#buf.subarray(0, 5 + len);
+        this.#buf = this.#buf.subarray(5 + len);
+        this.push(frame[0] === 0 ? grpcFrame(this.#map(frame.subarray(5))) : frame);
+      }
+      cb();
+    } catch (err) {
+      cb(err as Error);
+    }
+  }
+
+  override _flush(cb: (err?: Error | null) => void): void {
+    // A partial frame at the end is the upstream's problem to report; pass it on as it is.
+    if (this.#buf.length) this.push(this.#buf);
+    cb();
+  }
 }

@@ -1,6 +1,12 @@
 import http2 from "node:http2";
 import { ApiError } from "./errors.js";
-import { grpcErrorTrailers, grpcFrame, respondGrpcError, unaryMessage } from "./grpc-frames.js";
+import {
+  GrpcMessageMapper,
+  grpcErrorTrailers,
+  grpcFrame,
+  respondGrpcError,
+  unaryMessage,
+} from "./grpc-frames.js";
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -23,6 +29,11 @@ export interface UnaryRewrite {
   response?(msg: Uint8Array): Uint8Array | Promise<Uint8Array>;
 }
 
+/** Rewrites every message of a server-streaming response (e.g. Control.Status). */
+export interface ResponseStreamRewrite {
+  responseMessage(msg: Uint8Array): Uint8Array;
+}
+
 /** A unary request is buffered to be rewritten; gRPC's own default receive limit. */
 const MAX_UNARY_MESSAGE = 16 << 20;
 
@@ -30,15 +41,18 @@ const MAX_UNARY_MESSAGE = 16 << 20;
  * Forwards one HTTP/2 stream (a gRPC call) to `upstream` as it is: request
  * headers (repeated values kept, from rawHeaders), data both ways with
  * backpressure, response headers and trailers; a reset on either side
- * resets the other. With `rewrite`, the call is unary and its two messages
- * pass through it.
+ * resets the other. With a UnaryRewrite, the call is unary and its two
+ * messages pass through it; with a ResponseStreamRewrite, each response
+ * message does.
  */
 export function forwardStream(
   stream: http2.ServerHttp2Stream,
   rawHeaders: string[],
   upstream: http2.ClientHttp2Session,
-  rewrite?: UnaryRewrite,
+  rewriteWith?: UnaryRewrite | ResponseStreamRewrite,
 ): void {
+  const rewrite = rewriteWith && "request" in rewriteWith ? rewriteWith : undefined;
+  const mapStream = rewriteWith && "responseMessage" in rewriteWith ? rewriteWith : undefined;
   stream.on("error", () => {});
   let up: http2.ClientHttp2Stream;
   try {
@@ -91,6 +105,7 @@ export function forwardStream(
         failure = grpcErrorTrailers(err);
         if (!stream.closed) stream.end();
       });
+    else if (mapStream) up.pipe(new GrpcMessageMapper((m) => mapStream.responseMessage(m))).pipe(stream);
     else up.pipe(stream);
   });
 

@@ -5,8 +5,9 @@ import type { ControlClient } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
-import { forwardStream, type UnaryRewrite } from "./grpc-proxy.js";
+import { forwardStream, type ResponseStreamRewrite, type UnaryRewrite } from "./grpc-proxy.js";
 import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
+import { STATUS_PATH, StatusRewrite } from "./grpc-status.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import type { Router } from "./router.js";
 
@@ -23,7 +24,8 @@ const CONNECTION_WINDOW = 16 << 20;
  * streams included, over its own HTTP/2 connection to buildkitd; calls it
  * does not know go through too, so buildkitd answers UNIMPLEMENTED itself.
  * Only the two ways to start a build are edited: Control.Solve (exporters,
- * entitlements, network; SolveRewrite) and LLBBridge.Solve (network).
+ * entitlements, network; SolveRewrite) and LLBBridge.Solve (network); and
+ * Control.Status names pushed images as the user named them (StatusRewrite).
  */
 export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMemo): void {
   // Without an Upgrade header Node does not hand the request over as an upgrade.
@@ -112,9 +114,10 @@ function serveGrpc(
   });
 }
 
-/** The calls Arca edits on their way to buildkitd: both ways to start a frontend. */
-function rewriteFor(path: string, deps: ApiDeps): UnaryRewrite | undefined {
+/** The calls Arca edits on their way to buildkitd: both ways to start a frontend, and progress. */
+function rewriteFor(path: string, deps: ApiDeps): UnaryRewrite | ResponseStreamRewrite | undefined {
   if (path === SOLVE_PATH) return new SolveRewrite(deps);
   if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite();
+  if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost);
   return undefined;
 }

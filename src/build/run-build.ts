@@ -2,8 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { type BuildSource, build, type ControlClient } from "../buildkit/index.js";
-import { familiarName } from "../images/index.js";
+import { type BuildSource, build, type ControlClient, mapStatusText } from "../buildkit/index.js";
+import { displayPushNames, familiarName } from "../images/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
 import type { BuildParams } from "./build-params.js";
@@ -165,7 +165,9 @@ async function streamBuild(
       imageStore: { registryHost: deps.registryHost },
       credentials: params.credentials,
       signal,
-      onProgress: (s) => {
+      onProgress: (raw) => {
+        // The image exporter's push lines name the image, not the registry endpoint it goes through.
+        const s = mapStatusText(raw, (t) => displayPushNames(deps.registryHost, t));
         recorder?.add(s);
         if (classic) classic.update(s);
         else out.emit(traceMessage(s));

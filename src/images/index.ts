@@ -33,6 +33,6 @@ export {
   parseReference,
   type Reference,
 } from "./reference.js";
-export { pushNameFor, storeRepository } from "./registry/name-mapping.js";
+export { DANGLING_PATH, displayPushNames, pushNameFor, storeRepository } from "./registry/name-mapping.js";
 export { createRegistryServer, type RegistryServer, type RegistryServerOptions } from "./registry/server.js";
 export { saveImages } from "./save.js";

@@ -2,7 +2,7 @@ import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { pushNameFor } from "../../images/index.js";
+import { DANGLING_PATH, pushNameFor } from "../../images/index.js";
 import { connectWithBackoff, parseDialAddress } from "../../transport/index.js";
 import { abortReason } from "../../util/index.js";
 import { type ControlClient, createControlClient } from "../client/control-client.js";
@@ -206,7 +206,7 @@ export function imageExportAttrs(
   };
   if (names.length) attrs.name = names.join(",");
   else {
-    attrs.name = `${registryHost}/arca/dangling`;
+    attrs.name = `${registryHost}/${DANGLING_PATH}`;
     attrs["push-by-digest"] = "true";
   }
   return attrs;

@@ -10,5 +10,6 @@ export {
   type WarningEvent,
 } from "./events.js";
 export { formatBytes, toFixedGo } from "./go-format.js";
+export { mapStatusText } from "./map-text.js";
 export { type PlainProgressOptions, PlainProgressPrinter } from "./plain-printer.js";
 export { type FailedStep, type ProgressSummary, ProgressTracker } from "./tracker.js";

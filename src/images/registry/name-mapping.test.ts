@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImageError } from "../errors.js";
-import { pushNameFor, storeRepository } from "./name-mapping.js";
+import { displayPushNames, pushNameFor, storeRepository } from "./name-mapping.js";
 
 test("mirror requests use ns; pushes map the path's first component", () => {
   assert.equal(storeRepository("library/busybox", "docker.io"), "docker.io/library/busybox");
@@ -37,4 +37,22 @@ test("pushNameFor round-trips through storeRepository", () => {
   // A Hub repository that merely looks alike is not taken for one (no path after it).
   assert.equal(storeRepository("abc__1"), "docker.io/library/abc__1");
   assert.throws(() => pushNameFor("127.0.0.1:5000", "[::1]:5000/a:1"), ImageError);
+});
+
+test("displayPushNames shows the image's own name for pushes through the endpoint", () => {
+  const h = "127.0.0.1:5000";
+  const digest = `sha256:${"a".repeat(64)}`;
+  assert.equal(
+    displayPushNames(h, `pushing manifest for ${h}/library/app:1@${digest}`),
+    `pushing manifest for app:1@${digest}`,
+  );
+  assert.equal(
+    displayPushNames(h, `naming ${h}/ghcr.io/x/y:2, ${h}/localhost__5000/z:3`),
+    "naming ghcr.io/x/y:2, localhost:5000/z:3",
+  );
+  assert.equal(
+    displayPushNames(h, `pushing manifest for ${h}/arca/dangling@${digest}`),
+    `pushing manifest for image@${digest}`,
+  );
+  assert.equal(displayPushNames(h, "exporting layers"), "exporting layers");
 });

@@ -1,6 +1,7 @@
 import { ImageError } from "../errors.js";
 import {
   DEFAULT_DOMAIN,
+  familiarName,
   looksLikeDomain,
   parseNormalizedTagged,
   parseReference,
@@ -38,6 +39,9 @@ export function storeRepository(path: string, ns?: string | null): string {
   return repositoryName(ref);
 }
 
+/** Where untagged builds are pushed (by digest): the image is stored, no name is recorded. */
+export const DANGLING_PATH = "arca/dangling";
+
 /**
  * A domain with a port as one path component: a component cannot hold ':', and `__` cannot occur in a
  * domain (no '_' there), so `localhost__5000` stands for `localhost:5000` unambiguously.
@@ -69,4 +73,27 @@ export function pushNameFor(registryHost: string, storeName: string): string {
   if (ref.tag !== undefined) name += `:${ref.tag}`;
   if (ref.digest !== undefined) name += `@${ref.digest}`;
   return name;
+}
+
+/**
+ * Replaces every name BuildKit pushed to through the registry endpoint
+ * (`127.0.0.1:5000/library/app:1`) in a progress text with the image's own
+ * name (`app:1`), so build output names what the user asked for, not Arca's
+ * internal route. Untagged builds (pushed by digest) read "image".
+ */
+export function displayPushNames(registryHost: string, text: string): string {
+  if (!text.includes(registryHost)) return text;
+  const host = registryHost.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const re = new RegExp(
+    `${host}/([a-z0-9._/-]+)(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?`,
+    "g",
+  );
+  return text.replace(re, (whole, path: string, tag = "", digest = "") => {
+    if (path === DANGLING_PATH) return digest ? `image${digest}` : "image";
+    try {
+      return familiarName(`${storeRepository(path)}${tag}`) + digest;
+    } catch {
+      return whole;
+    }
+  });
 }
