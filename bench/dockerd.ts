@@ -7,13 +7,14 @@
  * Targets: ≤ 0.20 on the cached 20,000-file rebuild, ≤ 1.00 everywhere.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { startDaemon } from "../test/support/daemon.js";
 import { findDockerd, startStockDockerd } from "../test/support/stock-dockerd.js";
+import { manyFilesContext, median, multiStageContext, timed, trivialContext } from "./workloads.js";
 
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -97,58 +98,15 @@ async function docker(e: Engine, args: string[]): Promise<string> {
 }
 
 async function makeCases(tmp: string): Promise<Case[]> {
-  const trivial = path.join(tmp, "trivial");
-  await mkdir(trivial);
-  await writeFile(path.join(trivial, "Dockerfile"), "FROM busybox:local\nRUN echo hi > /x\n");
-
-  const multi = path.join(tmp, "multistage");
-  await mkdir(multi);
-  await writeFile(path.join(multi, "a.txt"), "alpha\n");
-  await writeFile(
-    path.join(multi, "Dockerfile"),
-    [
-      "FROM busybox:local AS one",
-      "COPY a.txt /src/a.txt",
-      "RUN mkdir -p /out && cp /src/a.txt /out/a && echo one > /out/one",
-      "RUN seq 1 2000 > /out/seq",
-      "FROM busybox:local AS two",
-      "RUN mkdir -p /out && echo two > /out/two",
-      "RUN wc -l /etc/passwd > /out/passwd-lines",
-      "FROM busybox:local",
-      "COPY --from=one /out /one",
-      "COPY --from=two /out /two",
-      "RUN cat /one/a /one/one /two/two > /all",
-      "",
-    ].join("\n"),
-  );
-
-  const many = path.join(tmp, "files20k");
-  await mkdir(many);
-  await writeFile(path.join(many, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\n");
-  for (let d = 0; d < 100; d++) {
-    const dir = path.join(many, `d${d}`);
-    await mkdir(dir);
-    await Promise.all(
-      Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)),
-    );
-  }
+  const trivial = await trivialContext(path.join(tmp, "trivial"));
+  const multi = await multiStageContext(path.join(tmp, "multistage"));
+  const many = await manyFilesContext(path.join(tmp, "files20k"));
 
   return [
     { name: "trivial", context: trivial },
     { name: "multi-stage RUN", context: multi },
     { name: "20,000-file context", context: many },
   ];
-}
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return (performance.now() - t) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
 }
 
 await main();

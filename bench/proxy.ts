@@ -18,6 +18,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { tool } from "../test/support/tools.js";
+import { median } from "./workloads.js";
 
 const TOTAL = 1 << 30;
 const CHUNK = 1 << 20;
@@ -110,11 +111,6 @@ async function stopChildren(children: ChildProcess[]): Promise<void> {
     await exited;
     clearTimeout(timer);
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? Number.NaN;
 }
 
 async function main(): Promise<void> {

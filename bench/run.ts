@@ -16,6 +16,7 @@ import { createRegistryServer, ImageStore, importRootfs } from "../src/images/in
 import { freePort, startBuildkitd } from "../test/support/buildkitd.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { tool } from "../test/support/tools.js";
+import { manyFilesContext, median, timed, trivialContext } from "./workloads.js";
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, "..");
@@ -123,20 +124,8 @@ async function main(): Promise<void> {
 }
 
 async function makeCases(tmp: string): Promise<Case[]> {
-  const trivial = path.join(tmp, "trivial");
-  await mkdir(trivial);
-  await writeFile(path.join(trivial, "Dockerfile"), "FROM busybox:local\nRUN echo hello > /hello\n");
-
-  const many = path.join(tmp, "many");
-  await mkdir(many);
-  await writeFile(path.join(many, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\n");
-  for (let d = 0; d < 100; d++) {
-    const dir = path.join(many, `d${d}`);
-    await mkdir(dir);
-    await Promise.all(
-      Array.from({ length: 200 }, (_, f) => writeFile(path.join(dir, `f${f}.txt`), `${d}/${f}\n`)),
-    );
-  }
+  const trivial = await trivialContext(path.join(tmp, "trivial"), "echo hello > /hello");
+  const many = await manyFilesContext(path.join(tmp, "many"));
 
   const big = path.join(tmp, "big");
   await mkdir(big);
@@ -166,17 +155,6 @@ async function makeCases(tmp: string): Promise<Case[]> {
       },
     },
   ];
-}
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const t = performance.now();
-  await fn();
-  return (performance.now() - t) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
 }
 
 await main();

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
@@ -12,9 +11,9 @@ import { fromBinary } from "@bufbuild/protobuf";
 import Docker from "dockerode";
 import tar from "tar-stream";
 import { StatusResponseSchema } from "../src/buildkit/index.js";
-import { ImageStore, importRootfs } from "../src/images/index.js";
-import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
+import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
+import { poll } from "./support/poll.js";
 
 const run = promisify(execFile);
 
@@ -84,16 +83,6 @@ function bigFileHeader(name: string, size: bigint): Buffer {
   return h;
 }
 
-async function poll<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 async function processMatching(marker: string): Promise<boolean> {
   const r = await run("ps", ["-eo", "args"]);
   return r.stdout.split("\n").some((l) => l.includes(marker) && !l.includes("curl"));
@@ -130,11 +119,7 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
     dataRoot = path.join(tmp, "data");
     socket = path.join(tmp, "arca.sock");
     // The base image goes into the store before the daemon opens it (SQLite is shared anyway).
-    const rootfs = path.join(tmp, "busybox.tar");
-    await writeBusyboxRootfs(rootfs);
-    const store = await ImageStore.open(path.join(dataRoot, "images"));
-    await importRootfs(store, createReadStream(rootfs), { name: "busybox:local" });
-    store.close();
+    await seedBusybox(dataRoot, tmp);
     daemon = startDaemon(dataRoot, socket);
     await daemon.waitFor(/ready in/);
     docker = new Docker({ socketPath: socket });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import http from "node:http";
 import http2 from "node:http2";
@@ -11,10 +11,10 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 import tar from "tar-stream";
-import { ImageStore, importRootfs } from "../src/images/index.js";
-import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
+import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
 import { NETWORK_PROBE_RUN } from "./support/network-probe.js";
+import { poll } from "./support/poll.js";
 import { findDockerd, startStockDockerd } from "./support/stock-dockerd.js";
 import { tool } from "./support/tools.js";
 
@@ -45,16 +45,6 @@ async function untar(data: Buffer): Promise<Map<string, Buffer>> {
   extract.end(data);
   await done;
   return files;
-}
-
-async function poll<T>(fn: () => Promise<T | undefined>, timeoutMs: number, what: string): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 /** POST /grpc by hand: the status line of a refused upgrade, or the hijacked socket. */
@@ -149,11 +139,7 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
     const dockerConfig = path.join(tmp, "docker-config");
     await mkdir(path.join(dockerConfig, "cli-plugins"), { recursive: true });
     await symlink(tool("docker-buildx"), path.join(dockerConfig, "cli-plugins", "docker-buildx"));
-    const rootfs = path.join(tmp, "busybox.tar");
-    await writeBusyboxRootfs(rootfs);
-    const store = await ImageStore.open(path.join(dataRoot, "images"));
-    await importRootfs(store, createReadStream(rootfs), { name: "busybox:local" });
-    store.close();
+    await seedBusybox(dataRoot, tmp);
     daemon = startDaemon(dataRoot, socket);
     await daemon.waitFor(/ready in/);
     env = {

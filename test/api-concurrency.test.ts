@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { createReadStream } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
@@ -10,8 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import Docker from "dockerode";
 import tar from "tar-stream";
-import { ImageStore, importRootfs } from "../src/images/index.js";
-import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
+import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
 
 const run = promisify(execFile);
@@ -77,11 +75,7 @@ describe("concurrent builds against a real daemon", () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), "arca-api-conc-"));
     dataRoot = path.join(tmp, "data");
     socket = path.join(tmp, "arca.sock");
-    const rootfs = path.join(tmp, "busybox.tar");
-    await writeBusyboxRootfs(rootfs);
-    const store = await ImageStore.open(path.join(dataRoot, "images"));
-    await importRootfs(store, createReadStream(rootfs), { name: "busybox:local" });
-    store.close();
+    await seedBusybox(dataRoot, tmp);
     daemon = startDaemon(dataRoot, socket);
     await daemon.waitFor(/ready in/);
   });

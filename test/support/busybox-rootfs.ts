@@ -1,7 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { createReadStream, createWriteStream, statSync } from "node:fs";
+import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
+import { ImageStore, importRootfs } from "../../src/images/index.js";
 
 const BUSYBOX = "/usr/bin/busybox";
 
@@ -32,4 +34,19 @@ export async function writeBusyboxRootfs(file: string): Promise<void> {
   }
   pack.finalize();
   await out;
+}
+
+/**
+ * Puts `busybox:local` into the image store under `dataRoot` before a daemon
+ * opens it (the rootfs tar is written to `scratch`).
+ */
+export async function seedBusybox(dataRoot: string, scratch: string): Promise<void> {
+  const rootfs = path.join(scratch, "busybox.tar");
+  await writeBusyboxRootfs(rootfs);
+  const store = await ImageStore.open(path.join(dataRoot, "images"));
+  try {
+    await importRootfs(store, createReadStream(rootfs), { name: "busybox:local" });
+  } finally {
+    store.close();
+  }
 }

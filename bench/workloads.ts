@@ -1,0 +1,60 @@
+/** The build contexts and timing helpers the benchmarks share, so every bench measures the same work. */
+import { mkdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+
+/** `FROM busybox:local` plus one RUN. */
+export async function trivialContext(dir: string, run = "echo hi > /x"): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "Dockerfile"), `FROM busybox:local\nRUN ${run}\n`);
+  return dir;
+}
+
+/** Three stages with RUN and COPY --from between them. */
+export async function multiStageContext(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "a.txt"), "alpha\n");
+  await writeFile(
+    path.join(dir, "Dockerfile"),
+    [
+      "FROM busybox:local AS one",
+      "COPY a.txt /src/a.txt",
+      "RUN mkdir -p /out && cp /src/a.txt /out/a && echo one > /out/one",
+      "RUN seq 1 2000 > /out/seq",
+      "FROM busybox:local AS two",
+      "RUN mkdir -p /out && echo two > /out/two",
+      "RUN wc -l /etc/passwd > /out/passwd-lines",
+      "FROM busybox:local",
+      "COPY --from=one /out /one",
+      "COPY --from=two /out /two",
+      "RUN cat /one/a /one/one /two/two > /all",
+      "",
+    ].join("\n"),
+  );
+  return dir;
+}
+
+/** 20,000 small files in 100 directories, copied whole (`COPY . /ctx`). */
+export async function manyFilesContext(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "Dockerfile"), "FROM busybox:local\nCOPY . /ctx\n");
+  for (let d = 0; d < 100; d++) {
+    const sub = path.join(dir, `d${d}`);
+    await mkdir(sub);
+    await Promise.all(
+      Array.from({ length: 200 }, (_, f) => writeFile(path.join(sub, `f${f}.txt`), `${d}/${f}\n`)),
+    );
+  }
+  return dir;
+}
+
+/** Wall time of fn in seconds. */
+export async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t = performance.now();
+  await fn();
+  return (performance.now() - t) / 1000;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
