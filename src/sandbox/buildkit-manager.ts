@@ -7,6 +7,9 @@ import { parseDialAddress } from "../transport/index.js";
 import { abortReason } from "../util/index.js";
 import { assembleSandboxImage, loadSandboxImage, SANDBOX_IMAGE_REPOSITORY } from "./image/index.js";
 
+/** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
+const QUIET_START_MS = 3000;
+
 export const SANDBOX_NAME = SANDBOX_IMAGE_REPOSITORY;
 export const CACHE_VOLUME = "buildkit-cache";
 
@@ -85,11 +88,13 @@ export class BuildKitManager {
     log(loaded.loaded ? `loaded sandbox image ${loaded.imageId}` : "sandbox image unchanged");
     const containerId = await this.#ensureContainer(name, loaded.imageId);
     const client = createControlClient(parseDialAddress(this.buildkitAddr));
+    // buildkitd takes about a second to listen: early refusals are expected, only a slow start is news.
+    const quietUntil = Date.now() + QUIET_START_MS;
     try {
       await waitReady(client, {
         signal,
         onConnectAttempt: ({ attempt, attempts, error }) => {
-          if (error)
+          if (error && Date.now() > quietUntil)
             log(`waiting for BuildKit in the sandbox (attempt ${attempt}/${attempts}): ${error.message}`);
         },
       });
