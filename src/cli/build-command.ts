@@ -4,10 +4,12 @@ import { parseArgs } from "node:util";
 import {
   BuildKitError,
   build,
+  mapStatusText,
   PlainProgressPrinter,
   parseSecretSpec,
   type SecretSource,
 } from "../buildkit/index.js";
+import { displayPushNames } from "../images/index.js";
 import { readDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
@@ -125,7 +127,10 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       secrets: secrets(values.secret ?? []),
       imageStore: registryHost ? { registryHost } : undefined,
       signal: ac.signal,
-      onProgress: printer ? (s) => printer?.update(s) : undefined,
+      onProgress: printer
+        ? (s) =>
+            printer?.update(registryHost ? mapStatusText(s, (t) => displayPushNames(registryHost, t)) : s)
+        : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {
           io.stderr.write(
