@@ -131,18 +131,19 @@ export async function inspectJSON(
 
 /**
  * `GET /images/{name}/history` as dockerd's ImageHistory: newest first, the top entry carries the image ID
- * and its tags, older ones `<missing>` (Arca keeps no parent chain). Sizes are the stored (compressed)
- * layer sizes; empty_layer entries are 0.
+ * and its tags, older ones `<missing>` (Arca keeps no parent chain). Sizes are the layers' unpacked
+ * sizes, as dockerd's; empty_layer entries are 0.
  */
 export async function historyJSON(store: ImageStore, nameOrId: string): Promise<Record<string, unknown>[]> {
   const info = await store.inspect(store.resolve(nameOrId).image.id);
   const history = Array.isArray(info.ImageConfig.history) ? info.ImageConfig.history : [];
   const items: Record<string, unknown>[] = [];
+  const sizes = await store.unpackedLayerSizes(info.Layers);
   let layer = 0;
   for (const h of history) {
     let size = 0;
     if (h.empty_layer !== true) {
-      size = info.Layers[layer]?.size ?? 0;
+      size = sizes[layer] ?? 0;
       layer++;
     }
     items.unshift({

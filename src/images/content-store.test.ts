@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { ContentStore } from "./content-store.js";
 import { ImageError } from "./errors.js";
 
@@ -136,4 +137,13 @@ test("resumable uploads: append at offset, reject bad offsets, commit verifies",
   await assert.rejects(store.uploadSize(id3), isCode("upload_not_found"));
   await assert.rejects(store.uploadSize("../../x"), isCode("upload_not_found"));
   assert.deepEqual(await readdir(join(root, "ingest")), []);
+});
+
+test("uncompressedSize: a gzip blob's size from its trailer, anything else as stored", async () => {
+  const data = Buffer.alloc(300_000, "layer bytes ");
+  const gz = gzipSync(data);
+  const zipped = await store.ingest(Readable.from([gz]));
+  assert.equal(await store.uncompressedSize(zipped.digest), data.length);
+  const plain = await store.ingest(Readable.from([Buffer.from("plain tar stand-in")]));
+  assert.equal(await store.uncompressedSize(plain.digest), "plain tar stand-in".length);
 });

@@ -74,6 +74,30 @@ export class ContentStore {
   }
 
   /**
+   * A layer blob's size once decompressed, which is what `docker images` and
+   * `docker history` report (dockerd measures unpacked layers). For gzip it
+   * is read from the stream's trailer (ISIZE, RFC 1952: the size modulo
+   * 2^32) instead of inflating the blob; exact for the single-member streams
+   * BuildKit and Docker write, as long as the result is under 4 GiB. Blobs
+   * that are not gzip (plain tar, zstd) count as stored.
+   */
+  async uncompressedSize(digest: string): Promise<number> {
+    const fh = await open(this.blobPath(digest), "r");
+    try {
+      const { size } = await fh.stat();
+      if (size < 18) return size;
+      const head = Buffer.alloc(2);
+      await fh.read(head, 0, 2, 0);
+      if (head[0] !== 0x1f || head[1] !== 0x8b || size >= 2 ** 32) return size;
+      const tail = Buffer.alloc(4);
+      await fh.read(tail, 0, 4, size - 4);
+      return tail.readUInt32LE(0);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /**
    * Streams a blob (optionally an inclusive byte range). A missing blob surfaces as the stream's error;
    * callers that need a clean blob_not_found check stat() first.
    */

@@ -396,6 +396,13 @@ export class ImageStore {
     return m?.imageId ? this.meta.getImage(m.imageId) : undefined;
   }
 
+  /** What each layer takes unpacked (dockerd's sizes); a layer not stored counts as its descriptor says. */
+  async unpackedLayerSizes(layers: Descriptor[]): Promise<number[]> {
+    const sizes: number[] = [];
+    for (const l of layers) sizes.push(await this.content.uncompressedSize(l.digest).catch(() => l.size));
+    return sizes;
+  }
+
   /** Image record for a manifest, or null for non-images (BuildKit attestations, artifacts). */
   private async imageRecord(digest: Digest, m: ImageManifest): Promise<Omit<ImageRow, "addedAt"> | null> {
     if (m.config.mediaType !== MediaTypes.ociConfig && m.config.mediaType !== MediaTypes.dockerConfig)
@@ -414,7 +421,7 @@ export class ImageStore {
       manifestDigest: digest,
       mediaType: m.mediaType,
       created: typeof config.created === "string" ? config.created : null,
-      size: m.layers.reduce((n, l) => n + l.size, 0),
+      size: (await this.unpackedLayerSizes(m.layers)).reduce((a, b) => a + b, 0),
       platform: formatPlatform({
         os: config.os ?? "linux",
         architecture: config.architecture ?? "",
