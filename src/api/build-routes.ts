@@ -51,6 +51,7 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
           dataRoot: deps.dataRoot,
           client: (s) => deps.buildkit.client(s),
           registryHost: deps.registryHost,
+          allowPush: deps.allowPush,
           jobs,
           imageIdFor,
           memo,

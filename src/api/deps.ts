@@ -1,4 +1,4 @@
-import type { ImageStore } from "../images/index.js";
+import type { ImageStore, RegistryServer } from "../images/index.js";
 import type { Runtime } from "../runtime/index.js";
 import type { BuildKitManager } from "../sandbox/index.js";
 import type { EventBus } from "./events.js";
@@ -11,6 +11,8 @@ export interface ApiDeps {
   buildkit: BuildKitManager;
   /** Registry host as buildkitd in the sandbox reaches Arca's registry endpoint. */
   registryHost: string;
+  /** Builds register the names their exporter pushes; the endpoint refuses every other push. */
+  allowPush: RegistryServer["allowPush"];
   events: EventBus;
   buildkitVersion: string;
   daemonName: string;

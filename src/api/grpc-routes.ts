@@ -103,7 +103,7 @@ function serveGrpc(
       const path = String(headers[":path"]);
       // Classic builds answered from memory would outlive the cache this prunes.
       if (path === PRUNE_PATH) memo.clear();
-      const rewrite = rewriteFor(path, deps);
+      const rewrite = rewriteFor(path, deps, stream);
       forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
     };
     server.on("stream", onStream);
@@ -115,8 +115,17 @@ function serveGrpc(
 }
 
 /** The calls Arca edits on their way to buildkitd: both ways to start a frontend, and progress. */
-function rewriteFor(path: string, deps: ApiDeps): UnaryRewrite | ResponseStreamRewrite | undefined {
-  if (path === SOLVE_PATH) return new SolveRewrite(deps);
+function rewriteFor(
+  path: string,
+  deps: ApiDeps,
+  stream: http2.ServerHttp2Stream,
+): UnaryRewrite | ResponseStreamRewrite | undefined {
+  if (path === SOLVE_PATH) {
+    // The Solve call lasts as long as the build; its push grant ends with it.
+    const ended = new AbortController();
+    stream.once("close", () => ended.abort());
+    return new SolveRewrite({ ...deps, signal: ended.signal });
+  }
   if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite();
   if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost);
   return undefined;

@@ -7,8 +7,17 @@ import type { ImageStore } from "../images/index.js";
 import { GatewaySolveRewrite } from "./grpc-gateway-solve.js";
 import { SolveRewrite } from "./grpc-solve.js";
 
-// Request rewriting never touches the store.
-const deps = { store: {} as ImageStore, registryHost: "127.0.0.1:5000" };
+// Request rewriting never touches the store; push grants are recorded.
+const granted: string[][] = [];
+const deps = {
+  store: {} as ImageStore,
+  registryHost: "127.0.0.1:5000",
+  signal: new AbortController().signal,
+  allowPush: (names: string[]) => {
+    granted.push(names);
+    return { danglingPath: `arca/dangling/g${granted.length}`, release() {} };
+  },
+};
 
 test("Control.Solve: moby exporter becomes a push into the store; policy on entitlements and network", () => {
   const req = create(SolveRequestSchema, {
@@ -35,6 +44,7 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
     push: "true",
     "registry.insecure": "true",
   });
+  assert.deepEqual(granted.at(-1), ["docker.io/library/app:1", "ghcr.io/o/x:latest"]);
   assert.equal(out.Exporters[1]?.Type, "local");
   assert.equal(out.ExporterDeprecated, "image");
   assert.equal(out.ExporterAttrsDeprecated.push, "true");
@@ -59,7 +69,9 @@ test("Control.Solve: image exporters that push elsewhere and untagged builds", (
     SolveRequestSchema,
     new SolveRewrite(deps).request(toBinary(SolveRequestSchema, untagged)),
   );
-  assert.equal(out.Exporters[0]?.Attrs.name, "127.0.0.1:5000/arca/dangling");
+  // The untagged build pushes by digest to the repository its own grant names.
+  assert.deepEqual(granted.at(-1), []);
+  assert.equal(out.Exporters[0]?.Attrs.name, `127.0.0.1:5000/arca/dangling/g${granted.length}`);
   assert.equal(out.Exporters[0]?.Attrs["push-by-digest"], "true");
   // Without a frontend (a client-side gateway build) there are no frontend attrs to set.
   assert.deepEqual(out.FrontendAttrs, {});

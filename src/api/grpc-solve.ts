@@ -5,7 +5,12 @@ import {
   SolveRequestSchema,
   SolveResponseSchema,
 } from "../buildkit/index.js";
-import { formatReference, type ImageStore, parseNormalizedTagged } from "../images/index.js";
+import {
+  formatReference,
+  type ImageStore,
+  parseNormalizedTagged,
+  type RegistryServer,
+} from "../images/index.js";
 import { ApiError } from "./errors.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 
@@ -31,6 +36,10 @@ export interface SolveRewriteDeps {
   store: ImageStore;
   /** Registry endpoint as buildkitd reaches it. */
   registryHost: string;
+  /** Opens the registry endpoint to the exporter's names (see RegistryServer.allowPush). */
+  allowPush: RegistryServer["allowPush"];
+  /** Aborts when the call ends: the push grants end with it. */
+  signal: AbortSignal;
 }
 
 /**
@@ -110,7 +119,8 @@ export class SolveRewrite implements UnaryRewrite {
     const extra = { ...e.Attrs };
     for (const k of [...MOBY_ONLY_ATTRS, "name", "push"]) delete extra[k];
     e.Type = "image";
-    e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra);
+    const grant = this.deps.allowPush(names, this.deps.signal);
+    e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra, grant.danglingPath);
     this.#storeExport = true;
     return names;
   }

@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { type BuildSource, build, type ControlClient, mapStatusText } from "../buildkit/index.js";
-import { displayPushNames, familiarName } from "../images/index.js";
+import { displayPushNames, familiarName, type PushGrant } from "../images/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
 import type { BuildParams } from "./build-params.js";
@@ -20,6 +20,8 @@ export interface ImageBuildDeps {
   client: (signal: AbortSignal) => Promise<ControlClient>;
   /** Registry endpoint as buildkitd reaches it (for the image exporter's push into the store). */
   registryHost: string;
+  /** Lets the registry endpoint accept this build's pushes (its tags) until released. */
+  allowPush: (names: string[], signal: AbortSignal) => PushGrant;
   jobs: BuildJobs;
   /** Image ID for a reference, when the store has it (printed after FROM in classic output). */
   imageIdFor?: (ref: string) => string | undefined;
@@ -145,7 +147,9 @@ async function streamBuild(
   const classicMode = params.version === "1";
   const classic = classicMode ? new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor }) : undefined;
   const recorder = memoKey ? new ProgressRecorder() : undefined;
+  let grant: PushGrant | undefined;
   try {
+    grant = deps.allowPush(params.tags, signal);
     const client = await deps.client(signal);
     const result = await build({
       client,
@@ -162,7 +166,7 @@ async function streamBuild(
       ulimits: params.ulimits,
       tags: params.tags,
       outputs: [{ type: "image", attrs: params.exporterAttrs }],
-      imageStore: { registryHost: deps.registryHost },
+      imageStore: { registryHost: deps.registryHost, danglingPath: grant.danglingPath },
       credentials: params.credentials,
       signal,
       onProgress: (raw) => {
@@ -186,6 +190,8 @@ async function streamBuild(
     const f = buildFailure(err, classicMode);
     out.failed(errorMessageLine(f.message, f.code));
     return { error: f.message };
+  } finally {
+    grant?.release();
   }
 }
 

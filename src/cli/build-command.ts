@@ -9,7 +9,7 @@ import {
   parseSecretSpec,
   type SecretSource,
 } from "../buildkit/index.js";
-import { displayPushNames } from "../images/index.js";
+import { displayPushNames, type PushGrant, requestPushGrant } from "../images/index.js";
 import { readDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
@@ -106,10 +106,16 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   const store = images ? await images.ImageStore.open(path.join(dataRoot, "images")) : undefined;
   const registry = images && store ? images.createRegistryServer(store) : undefined;
   let printer: PlainProgressPrinter | undefined;
+  let grant: PushGrant | undefined;
   try {
     const registryHost = registry
       ? hostOf(await registry.listen(values.registry as string))
       : daemon?.registryHost;
+    // The registry endpoint takes pushes only for names a build registered.
+    if (registry) grant = registry.allowPush(values.tag ?? [], ac.signal);
+    else if (registryHost && daemon?.grantSocket) {
+      grant = await requestPushGrant(daemon.grantSocket, values.tag ?? [], ac.signal);
+    }
     printer = quiet ? undefined : new PlainProgressPrinter(io.stderr);
     const result = await build({
       addr,
@@ -125,7 +131,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       tags: values.tag,
       outputs,
       secrets: secrets(values.secret ?? []),
-      imageStore: registryHost ? { registryHost } : undefined,
+      imageStore: registryHost ? { registryHost, danglingPath: grant?.danglingPath } : undefined,
       signal: ac.signal,
       onProgress: printer
         ? (s) =>
@@ -162,6 +168,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    grant?.release();
     await registry?.close();
     store?.close();
   }

@@ -2,7 +2,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
-import { createRegistryServer, familiarName, ImageStore } from "../images/index.js";
+import { createRegistryServer, familiarName, ImageStore, serveGrantSocket } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
 import {
   BuildKitManager,
@@ -82,6 +82,10 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     const registry = createRegistryServer(store);
     await registry.listen(`unix://${manager.registrySocket}`);
     cleanup.push(() => registry.close());
+    // `arca build` (BuildKit driven by the CLI) asks here for its push grant; the run dir is private.
+    const grantSocket = path.join(dataRoot, "run", "registry-grants.sock");
+    const grants = await serveGrantSocket(registry, grantSocket);
+    cleanup.push(() => grants.close());
     cleanup.push(() => manager.stop());
     // The API answers at once; builds wait for BuildKit (bounded) while the sandbox comes up.
     const api = createApiServer(
@@ -91,6 +95,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
         runtime,
         buildkit: manager,
         registryHost: SANDBOX_REGISTRY_HOST,
+        allowPush: registry.allowPush,
         events,
         buildkitVersion: version,
         daemonName: `arca-${process.pid}`,
@@ -106,6 +111,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       pid: process.pid,
       buildkitAddr: manager.buildkitAddr,
       registryHost: SANDBOX_REGISTRY_HOST,
+      grantSocket,
     });
     cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;

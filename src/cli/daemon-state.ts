@@ -6,6 +6,8 @@ export interface DaemonState {
   pid: number;
   buildkitAddr: string;
   registryHost: string;
+  /** Where `arca build` asks for the registry endpoint to accept its push (see serveGrantSocket). */
+  grantSocket?: string;
 }
 
 const file = (dataRoot: string) => path.join(dataRoot, "run", "daemon.json");

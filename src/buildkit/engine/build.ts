@@ -72,7 +72,11 @@ export interface BuildSettings extends Omit<FrontendInputs, "dockerfileName"> {
   /** `--output` specs; without any, the image goes to the image store (needs `imageStore`). */
   outputs?: (OutputSpec | string)[];
   /** The registry endpoint serving Arca's image store, as buildkitd reaches it (`127.0.0.1:5000`). */
-  imageStore?: { registryHost: string };
+  imageStore?: {
+    registryHost: string;
+    /** Where an untagged build pushes by digest: the path its push grant names (default `arca/dangling`). */
+    danglingPath?: string;
+  };
   secrets?: Record<string, SecretSource>;
   credentials?: Record<string, { username: string; secret: string }>;
   dockerConfigPath?: string;
@@ -168,7 +172,8 @@ function planExports(opts: BuildOptions): {
     const dest = attrs.dest;
     delete attrs.dest;
     if ((o.type === "image" || o.type === "moby") && opts.imageStore) {
-      exporters.push({ Type: "image", Attrs: imageExportAttrs(opts.imageStore.registryHost, tags, attrs) });
+      const { registryHost, danglingPath } = opts.imageStore;
+      exporters.push({ Type: "image", Attrs: imageExportAttrs(registryHost, tags, attrs, danglingPath) });
       targets.push(undefined);
       continue;
     }
@@ -197,6 +202,7 @@ export function imageExportAttrs(
   registryHost: string,
   tags: string[],
   extra: Record<string, string>,
+  danglingPath = DANGLING_PATH,
 ): Record<string, string> {
   const names = tags.map((t) => pushNameFor(registryHost, t));
   const attrs: Record<string, string> = {
@@ -206,7 +212,7 @@ export function imageExportAttrs(
   };
   if (names.length) attrs.name = names.join(",");
   else {
-    attrs.name = `${registryHost}/${DANGLING_PATH}`;
+    attrs.name = `${registryHost}/${danglingPath}`;
     attrs["push-by-digest"] = "true";
   }
   return attrs;

@@ -54,5 +54,9 @@ test("displayPushNames shows the image's own name for pushes through the endpoin
     displayPushNames(h, `pushing manifest for ${h}/arca/dangling@${digest}`),
     `pushing manifest for image@${digest}`,
   );
+  assert.equal(
+    displayPushNames(h, `pushing manifest for ${h}/arca/dangling/0a1b2c@${digest}`),
+    `pushing manifest for image@${digest}`,
+  );
   assert.equal(displayPushNames(h, "exporting layers"), "exporting layers");
 });

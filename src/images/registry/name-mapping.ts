@@ -89,7 +89,8 @@ export function displayPushNames(registryHost: string, text: string): string {
     "g",
   );
   return text.replace(re, (whole, path: string, tag = "", digest = "") => {
-    if (path === DANGLING_PATH) return digest ? `image${digest}` : "image";
+    if (path === DANGLING_PATH || path.startsWith(`${DANGLING_PATH}/`))
+      return digest ? `image${digest}` : "image";
     try {
       return familiarName(`${storeRepository(path)}${tag}`) + digest;
     } catch {

@@ -9,6 +9,7 @@ import { after, before, describe, test } from "node:test";
 import { writeBusyboxRootfs } from "../../../test/support/busybox-rootfs.js";
 import { ImageStore } from "../image-store.js";
 import { importRootfs } from "../import-rootfs.js";
+import { requestPushGrant, serveGrantSocket } from "./grant-socket.js";
 import { createRegistryServer, type RegistryServer } from "./server.js";
 
 let tmp: string;
@@ -142,23 +143,27 @@ for (const transport of ["unix", "tcp"] as const) {
         ["GET", "/v2/Library/busybox/manifests/local", 400, "NAME_INVALID"],
         [
           "GET",
-          "/v2/library/busybox/blobs/uploads/11111111-2222-4333-8444-555555555555",
+          "/v2/library/upl/blobs/uploads/11111111-2222-4333-8444-555555555555",
           404,
           "BLOB_UPLOAD_UNKNOWN",
         ],
+        ["POST", "/v2/library/busybox/blobs/uploads/", 403, "DENIED"],
         ["DELETE", "/v2/library/busybox/manifests/local", 405, "UNSUPPORTED"],
         ["GET", "/v2/library/nothing/tags/list", 404, "NAME_UNKNOWN"],
       ];
+      const grant = registry.allowPush(["upl:1"]);
       for (const [method, path, status, code] of cases) {
         const r = await call(addr(), method, path);
         assert.equal(r.status, status, `${method} ${path}`);
         if (code) assert.equal(errCode(r), code, `${method} ${path}`);
         assert.equal(r.headers["docker-distribution-api-version"], "registry/2.0");
       }
+      grant.release();
     });
 
     test("push: monolithic, chunked (with a bad offset), mount, manifest by tag, tags/list", async () => {
       const repo = `library/demo-${transport}`;
+      const grant = registry.allowPush([`demo-${transport}:1`, `ghcr.io/x/${transport}:2`]);
       const base = await store.inspect("busybox:local");
       const baseLayer = base.Layers[0];
       assert.ok(baseLayer);
@@ -304,6 +309,12 @@ for (const transport of ["unix", "tcp"] as const) {
       });
       assert.equal(ghcr.status, 201);
       assert.equal(store.resolve(`ghcr.io/x/${transport}:2`).image.id, sha(config));
+
+      // Once the build is over, the same pushes are refused.
+      grant.release();
+      const late = await call(addr(), "PUT", `/v2/${repo}/manifests/1`, { body: manifest, headers: ct });
+      assert.equal(late.status, 403);
+      assert.equal(errCode(late), "DENIED");
     });
   });
 }
@@ -313,4 +324,111 @@ test("uploads leave no stray ingest files behind once finished", async () => {
   // Only the deliberately unfinished upload from the failed mount of each transport remains.
   assert.equal(files.filter((f) => f.startsWith("blob-")).length, 0);
   assert.equal(files.filter((f) => f.startsWith("upload-")).length, 2);
+});
+
+describe("pushes only for builds in flight", () => {
+  const ct = { "Content-Type": "application/vnd.oci.image.manifest.v1+json" };
+
+  /** A config blob, a manifest over busybox's layer; the config body is given. */
+  async function imageParts(configBody: unknown) {
+    const base = await store.inspect("busybox:local");
+    const config = Buffer.from(JSON.stringify(configBody));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.manifest.v1+json",
+        config: {
+          mediaType: "application/vnd.oci.image.config.v1+json",
+          digest: sha(config),
+          size: config.length,
+        },
+        layers: [base.Layers[0]],
+      }),
+    );
+    return { base, config, manifest };
+  }
+
+  test("a push to a name no build exports is DENIED and creates nothing", async () => {
+    const addr = addrs.unix as string;
+    const { config, manifest } = await imageParts({ architecture: "amd64", os: "linux", pwned: true });
+    // Another build is in flight: its grant covers its own names only.
+    const other = registry.allowPush(["app:1"]);
+    try {
+      const blob = await call(addr, "POST", `/v2/library/pwned/blobs/uploads/?digest=${sha(config)}`, {
+        body: config,
+      });
+      assert.equal(blob.status, 403);
+      assert.equal(errCode(blob), "DENIED");
+      assert.equal(await store.content.has(sha(config)), false);
+      const chunked = await call(addr, "POST", "/v2/library/pwned/blobs/uploads/");
+      assert.equal(chunked.status, 403);
+      const put = await call(addr, "PUT", "/v2/library/pwned/manifests/x", { body: manifest, headers: ct });
+      assert.equal(put.status, 403);
+      assert.equal(errCode(put), "DENIED");
+      // Same repository as the build, another tag: still refused.
+      const sideTag = await call(addr, "PUT", "/v2/library/app/manifests/2", { body: manifest, headers: ct });
+      assert.equal(sideTag.status, 403);
+      assert.equal(store.lookupName("docker.io/library/pwned:x"), undefined);
+      assert.equal(store.lookupName("docker.io/library/app:2"), undefined);
+      // Reads stay open (base image pulls).
+      const pull = await call(addr, "GET", "/v2/library/busybox/manifests/local?ns=docker.io");
+      assert.equal(pull.status, 200);
+    } finally {
+      other.release();
+    }
+  });
+
+  test("a grant ends with its signal; untagged builds get their own by-digest repository", async () => {
+    const addr = addrs.unix as string;
+    const ac = new AbortController();
+    const grant = registry.allowPush([], ac.signal);
+    assert.match(grant.danglingPath, /^arca\/dangling\/[a-f0-9]{24}$/);
+    const start = await call(addr, "POST", `/v2/${grant.danglingPath}/blobs/uploads/`);
+    assert.equal(start.status, 202);
+    assert.equal((await call(addr, "DELETE", start.headers.location as string)).status, 204);
+    assert.equal((await call(addr, "POST", "/v2/arca/dangling/blobs/uploads/")).status, 403);
+    ac.abort();
+    assert.equal((await call(addr, "POST", `/v2/${grant.danglingPath}/blobs/uploads/`)).status, 403);
+  });
+
+  test("a manifest whose config is null cannot be tagged", async () => {
+    const addr = addrs.unix as string;
+    const grant = registry.allowPush(["nullcfg:1"]);
+    try {
+      const { config, manifest } = await imageParts(null);
+      const blob = await call(addr, "POST", `/v2/library/nullcfg/blobs/uploads/?digest=${sha(config)}`, {
+        body: config,
+      });
+      assert.equal(blob.status, 201);
+      const put = await call(addr, "PUT", "/v2/library/nullcfg/manifests/1", { body: manifest, headers: ct });
+      assert.equal(put.status, 400);
+      assert.equal(errCode(put), "MANIFEST_INVALID");
+      assert.equal(store.lookupName("docker.io/library/nullcfg:1"), undefined);
+    } finally {
+      grant.release();
+    }
+  });
+});
+
+test("arca build's grant over the daemon's grant socket lasts while its connection is open", async () => {
+  const sock = join(tmp, "grants.sock");
+  const grants = await serveGrantSocket(registry, sock);
+  try {
+    const grant = await requestPushGrant(sock, ["cli:1"]);
+    const addr = addrs.unix as string;
+    const start = await call(addr, "POST", "/v2/library/cli/blobs/uploads/");
+    assert.equal(start.status, 202);
+    assert.equal((await call(addr, "POST", `/v2/${grant.danglingPath}/blobs/uploads/`)).status, 202);
+    grant.release();
+    // The daemon sees the close asynchronously.
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 403; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      status = (await call(addr, "POST", "/v2/library/cli/blobs/uploads/")).status;
+    }
+    assert.equal(status, 403);
+    await assert.rejects(requestPushGrant(sock, ["Not A Name"]), /push grant refused/);
+  } finally {
+    await grants.close();
+  }
 });

@@ -8,6 +8,7 @@ import { MANIFEST_SIZE_LIMIT } from "../manifest.js";
 import { isValidTag } from "../reference.js";
 import { storeRepository } from "./name-mapping.js";
 import { type RegistryContext, RegistryHttpError, toRegistryError } from "./oci-errors.js";
+import { type PushGrant, PushGrants } from "./push-grants.js";
 
 export interface RegistryServerOptions {
   /** One line per request (method, path, status) and per internal error. */
@@ -17,6 +18,11 @@ export interface RegistryServerOptions {
 export interface RegistryServer {
   /** Listens on `unix:///path` or `tcp://host:port` (port 0 picks one); resolves with the bound address. */
   listen(address: string): Promise<string>;
+  /**
+   * Accepts pushes (blob uploads, manifests, tags) for these image names until the grant is released or
+   * the signal aborts; everything else is refused with DENIED. Builds register their exporter's names here.
+   */
+  allowPush(names: string[], signal?: AbortSignal): PushGrant;
   /** Stops every listener and drops open connections. */
   close(): Promise<void>;
 }
@@ -30,6 +36,7 @@ interface Ctx {
   /** Store repository, e.g. docker.io/library/busybox. */
   repo: string;
   signal: AbortSignal;
+  grants: PushGrants;
 }
 
 const API_VERSION_HEADER = { "Docker-Distribution-Api-Version": "registry/2.0" };
@@ -37,13 +44,14 @@ const API_VERSION_HEADER = { "Docker-Distribution-Api-Version": "registry/2.0" }
 /** OCI Distribution API over the image store: what buildkitd in the sandbox pulls from and pushes to. */
 export function createRegistryServer(store: ImageStore, opts: RegistryServerOptions = {}): RegistryServer {
   const servers: Server[] = [];
+  const grants = new PushGrants();
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     // The response's close (not the request's) tells a disconnect from a fully read body (nodejs/node#40775).
     const ac = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) ac.abort(new Error("client disconnected"));
     });
-    handle(store, req, res, ac.signal)
+    handle(store, grants, req, res, ac.signal)
       .catch((err: unknown) => {
         const ctx: RegistryContext = (err as { registryContext?: RegistryContext }).registryContext ?? "blob";
         const e = toRegistryError(err, ctx);
@@ -60,6 +68,7 @@ export function createRegistryServer(store: ImageStore, opts: RegistryServerOpti
       servers.push(server);
       return bound;
     },
+    allowPush: (names, signal) => grants.allow(names, signal),
     async close(): Promise<void> {
       await Promise.all(
         servers.splice(0).map(
@@ -82,7 +91,13 @@ const ROUTES: { re: RegExp; kind: "manifest" | "uploads" | "upload" | "blob" | "
   { re: /^\/v2\/(.+)\/tags\/list$/, kind: "tags" },
 ];
 
-async function handle(store: ImageStore, req: IncomingMessage, res: ServerResponse, signal: AbortSignal) {
+async function handle(
+  store: ImageStore,
+  grants: PushGrants,
+  req: IncomingMessage,
+  res: ServerResponse,
+  signal: AbortSignal,
+) {
   const url = new URL(req.url ?? "/", "http://registry");
   const method = req.method ?? "GET";
   if (url.pathname === "/v2/" || url.pathname === "/v2") {
@@ -100,7 +115,8 @@ async function handle(store: ImageStore, req: IncomingMessage, res: ServerRespon
     } catch (err) {
       throw new RegistryHttpError(400, "NAME_INVALID", (err as Error).message);
     }
-    const ctx: Ctx = { req, res, url, name, repo, signal };
+    const ctx: Ctx = { req, res, url, name, repo, signal, grants };
+    if (kind === "uploads" || kind === "upload") requirePush(ctx);
     switch (kind) {
       case "manifest":
         if (method === "GET" || method === "HEAD")
@@ -131,6 +147,15 @@ async function inContext(ctx: RegistryContext, p: Promise<void>): Promise<void> 
     if (err && typeof err === "object") (err as { registryContext?: RegistryContext }).registryContext = ctx;
     throw err;
   }
+}
+
+/** Writes go only to repositories of builds in flight (see PushGrants). */
+function requirePush(c: Ctx, tag?: string): void {
+  const ok = tag === undefined ? c.grants.mayPushTo(c.repo) : c.grants.mayTag(c.repo, tag);
+  if (ok) return;
+  c.req.resume();
+  const what = tag === undefined ? c.repo : `${c.repo}:${tag}`;
+  throw new RegistryHttpError(403, "DENIED", `push to ${what} denied: no build in flight exports it`);
 }
 
 function unsupported(method: string): RegistryHttpError {
@@ -167,13 +192,22 @@ async function putManifest(store: ImageStore, c: Ctx, ref: string): Promise<void
   if (isDigestRef && !isDigest(ref))
     throw new RegistryHttpError(400, "DIGEST_INVALID", `invalid digest ${ref}`);
   if (!isDigestRef && !isValidTag(ref)) throw new RegistryHttpError(400, "TAG_INVALID", `invalid tag ${ref}`);
+  requirePush(c, isDigestRef ? undefined : ref);
   const body = await readBody(c.req, MANIFEST_SIZE_LIMIT);
   const digest = digestOf(body);
   if (isDigestRef && digest !== ref) {
     throw new RegistryHttpError(400, "DIGEST_INVALID", `manifest digest ${digest} does not match ${ref}`);
   }
   const contentType = c.req.headers["content-type"]?.split(";")[0]?.trim();
-  await store.putManifest(body, contentType, { signal: c.signal });
+  const stored = await store.putManifest(body, contentType, { signal: c.signal });
+  // A tag must name an image the Engine API can list and remove (not e.g. a manifest whose config is null).
+  if (!isDigestRef && !stored.imageId) {
+    throw new RegistryHttpError(
+      400,
+      "MANIFEST_INVALID",
+      `manifest ${digest} describes no image: cannot tag it`,
+    );
+  }
   if (!isDigestRef) store.setName(`${c.repo}:${ref}`, digest, "push");
   c.res.writeHead(201, {
     ...API_VERSION_HEADER,
