@@ -60,6 +60,15 @@ build_module() {
 build_module buildkit github.com/moby/buildkit "$BUILDKIT_VERSION" \
   "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
   "buildkitd=buildkitd buildctl=buildctl" ./cmd/buildkitd ./cmd/buildctl
+# The Dockerfile frontend image Arca serves for `# syntax=docker/dockerfile:1`:
+# the same module's frontend, stamped as upstream's release stamps it, with the
+# version the built-in frontend reports (frontend/dockerfile/version: 1.26 -> 1.26.0).
+bk_dir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+df_version=$(sed -n 's/^const version = "\([0-9.]*\)"$/\1/p' "$bk_dir/frontend/dockerfile/version/version.go")
+case "$df_version" in *.*.*) ;; *.*) df_version="$df_version.0" ;; *) echo "no Dockerfile frontend version in $bk_dir" >&2; exit 1 ;; esac
+build_module dockerfile-frontend github.com/moby/buildkit "$BUILDKIT_VERSION" \
+  "-X main.Version=dockerfile/$df_version -X main.Revision=$BUILDKIT_VERSION -X main.Package=github.com/moby/buildkit/frontend/dockerfile/cmd/dockerfile-frontend -X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION" \
+  "dockerfile-frontend=dockerfile-frontend" ./frontend/dockerfile/cmd/dockerfile-frontend
 build_module buildx github.com/docker/buildx "$BUILDX_VERSION" \
   "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION -X github.com/docker/buildx/version.Package=github.com/docker/buildx" \
   "buildx=docker-buildx" ./cmd/buildx

@@ -6,6 +6,16 @@ export {
   type SandboxImage,
 } from "./assemble.js";
 export { SandboxImageError, type SandboxImageErrorCode } from "./errors.js";
+export {
+  type AssembleFrontendImageOptions,
+  assembleFrontendImage,
+  type EnsureFrontendImageOptions,
+  ensureFrontendImage,
+  FRONTEND_LABELS,
+  type FrontendImage,
+  loadFrontendImage,
+} from "./frontend-image.js";
+export { DOCKERFILE_FRONTEND_REPOSITORY, frontendTags, parseFrontendVersion } from "./frontend-version.js";
 export { type LoadSandboxImageOptions, type LoadSandboxImageResult, loadSandboxImage } from "./load.js";
 export { readLayoutManifest } from "./oci-layout.js";
 export { pinnedBuildkitVersion } from "./repo-files.js";

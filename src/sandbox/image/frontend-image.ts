@@ -1,0 +1,318 @@
+import { execFile } from "node:child_process";
+import { createHash, randomUUID } from "node:crypto";
+import { mkdir, realpath, stat, unlink } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { hostPlatform, type ImageStore, MediaTypes } from "../../images/index.js";
+import { throwIfAborted } from "../../util/index.js";
+import { SandboxImageError } from "./errors.js";
+import { frontendTags, parseFrontendVersion } from "./frontend-version.js";
+import {
+  type AssembledImage,
+  type InputKey,
+  readInputRecord,
+  recordMatches,
+  stampFiles,
+  writeInputRecord,
+} from "./input-record.js";
+import { writeLayer } from "./layer-writer.js";
+import { loadSandboxImage } from "./load.js";
+import {
+  blobPath,
+  commitBlobFile,
+  publishLayout,
+  REF_NAME_ANNOTATION,
+  readLayoutManifest,
+  writeBlob,
+} from "./oci-layout.js";
+import { pinnedBuildkitVersion } from "./repo-files.js";
+import type { RootfsEntry } from "./rootfs-plan.js";
+
+const execFileAsync = promisify(execFile);
+
+/** Bump when the assembly changes in a way the inputs do not show (config fields, tar details). */
+export const FRONTEND_ASSEMBLER_VERSION = 1;
+/** Where the binary sits in the image, as in upstream's release image (`FROM scratch`, one COPY). */
+const FRONTEND_PATH = "bin/dockerfile-frontend";
+/** One Go binary, read from local disk only: see GZIP_LEVEL in assemble.ts. */
+const GZIP_LEVEL = 1;
+/**
+ * The labels of upstream's release stage (frontend/dockerfile/cmd/dockerfile-frontend/Dockerfile of the
+ * pinned module): BuildKit runs a frontend labelled network.none without a network, and forwards only
+ * the options the caps name (a test compares them with the module's Dockerfile).
+ */
+export const FRONTEND_LABELS: Readonly<Record<string, string>> = {
+  "moby.buildkit.frontend.network.none": "true",
+  "moby.buildkit.frontend.caps":
+    "moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts,moby.buildkit.frontend.gitquerystring",
+};
+/** What BuildKit's dockerfile frontend puts in the config of a `FROM scratch` image. */
+const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export interface AssembleFrontendImageOptions {
+  /** Arca data root; the layout goes to `<dataRoot>/buildkit/frontend-layout`. */
+  dataRoot: string;
+  /** Directory with `dockerfile-frontend` (built by set-up from the pinned BuildKit module). */
+  toolsBin: string;
+  signal?: AbortSignal;
+  onProgress?: (line: string) => void;
+  /** Default: BUILDKIT_VERSION from scripts/versions.env. */
+  buildkitVersion?: string;
+  /** mtime of every entry and the config's `created`; default $SOURCE_DATE_EPOCH, else 0. */
+  sourceDateEpoch?: number;
+}
+
+export interface FrontendImage {
+  layoutDir: string;
+  /** The Dockerfile version the binary reports, e.g. `1.26.0`. */
+  version: string;
+  /** Short names the store gives it: `docker/dockerfile:1`, `…:1.26`, `…:1.26.0`. */
+  tags: string[];
+  manifestDigest: string;
+  configDigest: string;
+  /** Bytes of manifest + config + layer. */
+  size: number;
+  ms: number;
+  /** True when the layout was already up to date and nothing was written. */
+  upToDate: boolean;
+}
+
+/**
+ * Builds the Dockerfile frontend image (what `# syntax=docker/dockerfile:1` names) as an OCI layout: the
+ * frontend binary set-up built from the same BuildKit module as buildkitd, in one layer, with upstream's
+ * entrypoint and labels. Reproducible like the sandbox image: same inputs, same manifest digest; an
+ * unchanged binary (stat) returns the existing layout without reading it.
+ */
+export async function assembleFrontendImage(opts: AssembleFrontendImageOptions): Promise<FrontendImage> {
+  const started = performance.now();
+  const progress = opts.onProgress ?? (() => {});
+  const buildDir = path.join(opts.dataRoot, "buildkit");
+  const layoutDir = path.join(buildDir, "frontend-layout");
+  const recordFile = path.join(buildDir, "frontend-layout.inputs.json");
+  const binary = await resolveFrontendBinary(opts.toolsBin);
+  const platform = hostPlatform();
+  const key: InputKey = {
+    assembler: FRONTEND_ASSEMBLER_VERSION,
+    buildkitVersion: opts.buildkitVersion ?? (await pinnedBuildkitVersion()),
+    platform: `${platform.os}/${platform.architecture}`,
+    sourceDateEpoch: opts.sourceDateEpoch ?? sourceDateEpochFromEnv(),
+    gzipLevel: GZIP_LEVEL,
+    texts: { labels: sha256(JSON.stringify(FRONTEND_LABELS)) },
+    tools: { dockerfileFrontend: binary },
+  };
+
+  const record = await readInputRecord(recordFile);
+  if (record && (await recordMatches(record, key))) {
+    const version = await layoutVersion(layoutDir, record.image);
+    if (version) {
+      const image = result(layoutDir, version, record.image, started, true);
+      progress(`dockerfile frontend ${version} ${image.manifestDigest} up to date`);
+      return image;
+    }
+  }
+
+  throwIfAborted(opts.signal);
+  const version = parseFrontendVersion(await frontendVersionOutput(binary, opts.signal));
+  const exactTag = frontendTags(version).at(-1) as string;
+  const st = await stat(binary);
+  const entries: RootfsEntry[] = [
+    { type: "directory", path: "bin", mode: 0o755 },
+    { type: "file", path: FRONTEND_PATH, mode: 0o755, source: binary, size: st.size },
+  ];
+  const stamps = await stampFiles([binary]);
+  const tmpDir = path.join(buildDir, "tmp");
+  await mkdir(tmpDir, { recursive: true });
+  await mkdir(layoutDir, { recursive: true });
+  const tmpLayer = path.join(tmpDir, `frontend-layer-${randomUUID()}`);
+  let assembled: AssembledImage;
+  try {
+    const layer = await writeLayer(entries, tmpLayer, {
+      mtime: key.sourceDateEpoch,
+      gzipLevel: GZIP_LEVEL,
+      signal: opts.signal,
+    });
+    await commitBlobFile(layoutDir, layer.digest, tmpLayer);
+    const created = new Date(key.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, "Z");
+    const config = {
+      created,
+      architecture: platform.architecture,
+      os: platform.os,
+      ...(platform.variant ? { variant: platform.variant } : {}),
+      config: {
+        Env: [DEFAULT_PATH],
+        Entrypoint: [`/${FRONTEND_PATH}`],
+        Labels: { ...FRONTEND_LABELS },
+      },
+      rootfs: { type: "layers", diff_ids: [layer.diffId] },
+      history: [
+        {
+          created,
+          created_by: `arca: dockerfile frontend ${version} (github.com/moby/buildkit ${key.buildkitVersion})`,
+        },
+      ],
+    };
+    const configBytes = Buffer.from(JSON.stringify(config));
+    const configDigest = sha256Digest(configBytes);
+    await writeBlob(layoutDir, configDigest, configBytes);
+    const manifestBytes = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MediaTypes.ociManifest,
+        config: { mediaType: MediaTypes.ociConfig, digest: configDigest, size: configBytes.length },
+        layers: [{ mediaType: MediaTypes.ociLayerGzip, digest: layer.digest, size: layer.size }],
+      }),
+    );
+    const manifestDigest = sha256Digest(manifestBytes);
+    await writeBlob(layoutDir, manifestDigest, manifestBytes);
+    await publishLayout(
+      layoutDir,
+      {
+        mediaType: MediaTypes.ociManifest,
+        digest: manifestDigest,
+        size: manifestBytes.length,
+        annotations: { [REF_NAME_ANNOTATION]: exactTag },
+      },
+      [configDigest, layer.digest],
+    );
+    assembled = {
+      ...layer,
+      manifestDigest,
+      manifestSize: manifestBytes.length,
+      configDigest,
+      configSize: configBytes.length,
+    };
+  } finally {
+    await unlink(tmpLayer).catch(() => {});
+  }
+  await writeInputRecord(recordFile, { key, files: stamps, image: assembled });
+  const image = result(layoutDir, version, assembled, started, false);
+  progress(
+    `dockerfile frontend ${version} ${image.manifestDigest} (${(image.size / 1e6).toFixed(1)} MB) in ${(image.ms / 1000).toFixed(1)} s`,
+  );
+  return image;
+}
+
+export interface LoadFrontendImageResult {
+  /** Tags that were (re)pointed at the image; empty when the store already had them all. */
+  loaded: string[];
+  imageId: string;
+}
+
+/**
+ * Puts the frontend image into the store under each of its tags, skipping tags that already point at it
+ * (a start with nothing changed reads nothing). A tag removed with `docker rmi` comes back here.
+ */
+export async function loadFrontendImage(
+  store: ImageStore,
+  image: FrontendImage,
+  signal?: AbortSignal,
+): Promise<LoadFrontendImageResult> {
+  const loaded: string[] = [];
+  let imageId = "";
+  for (const tag of image.tags) {
+    const r = await loadSandboxImage(store, image.layoutDir, { name: tag, signal });
+    if (r.loaded) loaded.push(tag);
+    imageId = r.imageId;
+  }
+  return { loaded, imageId };
+}
+
+export interface EnsureFrontendImageOptions extends AssembleFrontendImageOptions {
+  store: ImageStore;
+  log?: (line: string) => void;
+}
+
+/**
+ * Assembles (when its inputs changed) and loads (when a tag is missing or points elsewhere) the frontend
+ * image, so that BuildKit, which mirrors docker.io to Arca's registry endpoint, resolves
+ * `# syntax=docker/dockerfile:1` from the store without any network.
+ */
+export async function ensureFrontendImage(opts: EnsureFrontendImageOptions): Promise<FrontendImage> {
+  const log = opts.log ?? (() => {});
+  const image = await assembleFrontendImage({ ...opts, onProgress: opts.onProgress ?? log });
+  const loaded = await loadFrontendImage(opts.store, image, opts.signal);
+  if (loaded.loaded.length > 0)
+    log(`loaded dockerfile frontend ${loaded.imageId} as ${loaded.loaded.join(", ")}`);
+  return image;
+}
+
+async function resolveFrontendBinary(toolsBin: string): Promise<string> {
+  const file = path.join(toolsBin, "dockerfile-frontend");
+  try {
+    return await realpath(file);
+  } catch (err) {
+    throw new SandboxImageError(
+      "tool_missing",
+      `dockerfile-frontend not found at ${file}: run \`npm run setup\``,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+async function frontendVersionOutput(binary: string, signal?: AbortSignal): Promise<string> {
+  try {
+    const { stdout } = await execFileAsync(binary, ["-version"], { timeout: 10_000, signal });
+    return stdout;
+  } catch (err) {
+    throw new SandboxImageError("tool_missing", `${binary} -version failed: run \`npm run setup\``, {
+      cause: err,
+    });
+  }
+}
+
+/** The version named by the layout's ref (`docker/dockerfile:1.26.0`) when the layout holds this image. */
+async function layoutVersion(layoutDir: string, image: AssembledImage): Promise<string | undefined> {
+  try {
+    const desc = await readLayoutManifest(layoutDir);
+    if (desc.digest !== image.manifestDigest) return undefined;
+    const sizes = await Promise.all(
+      [image.manifestDigest, image.configDigest, image.digest].map(
+        async (d) => (await stat(blobPath(layoutDir, d))).size,
+      ),
+    );
+    if (sizes[0] !== image.manifestSize || sizes[1] !== image.configSize || sizes[2] !== image.size)
+      return undefined;
+    const ref = desc.annotations?.[REF_NAME_ANNOTATION] ?? "";
+    return ref.slice(ref.lastIndexOf(":") + 1) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function result(
+  layoutDir: string,
+  version: string,
+  img: AssembledImage,
+  started: number,
+  upToDate: boolean,
+): FrontendImage {
+  return {
+    layoutDir,
+    version,
+    tags: frontendTags(version),
+    manifestDigest: img.manifestDigest,
+    configDigest: img.configDigest,
+    size: img.manifestSize + img.configSize + img.size,
+    ms: performance.now() - started,
+    upToDate,
+  };
+}
+
+function sourceDateEpochFromEnv(): number {
+  const v = process.env.SOURCE_DATE_EPOCH;
+  if (v === undefined || v === "") return 0;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0)
+    throw new SandboxImageError("assembly_failed", `SOURCE_DATE_EPOCH is not a number of seconds: ${v}`);
+  return n;
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+function sha256Digest(bytes: Buffer): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
