@@ -1,0 +1,84 @@
+import type { IncomingMessage } from "node:http";
+import type net from "node:net";
+import { admit, type ProxyContext } from "./admit.js";
+import { rawResponse, upstreamFailure } from "./failure.js";
+
+/** "host:port" or "[v6]:port" from a CONNECT request line, or undefined. */
+export function parseConnectTarget(target: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(target);
+  const port = Number(m?.[3]);
+  if (!m || !(port >= 1 && port <= 65535)) return undefined;
+  return { host: (m[1] ?? m[2]) as string, port };
+}
+
+/**
+ * CONNECT host:port: admit, then splice bytes both ways (TLS passes through
+ * untouched). One audit record when both sides are closed.
+ */
+export async function handleConnect(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  client: net.Socket,
+  head: Buffer,
+  tunnels: Set<net.Socket>,
+): Promise<void> {
+  const startedAt = Date.now();
+  client.on("error", () => client.destroy());
+  const target = parseConnectTarget(req.url ?? "");
+  if (!target) {
+    client.end(rawResponse(upstreamFailure(400, `CONNECT needs HOST:PORT, got "${req.url ?? ""}"`)));
+    return;
+  }
+  tunnels.add(client);
+  client.once("close", () => tunnels.delete(client));
+  const adm = await admit(
+    ctx,
+    "CONNECT",
+    req.headers["proxy-authorization"],
+    target.host,
+    target.port,
+    startedAt,
+  );
+  if (!adm.ok) {
+    if (!client.destroyed) client.end(rawResponse(adm.failure));
+    return;
+  }
+  const upstream = adm.upstream;
+  tunnels.add(upstream);
+  let error: string | undefined;
+  let open = 2;
+  const onClose = () => {
+    if (--open > 0) {
+      // One side is gone for good: nothing more can cross.
+      client.destroy();
+      upstream.destroy();
+      return;
+    }
+    tunnels.delete(upstream);
+    ctx.record({
+      ...adm.base,
+      address: adm.address,
+      bytesUp: upstream.bytesWritten,
+      bytesDown: upstream.bytesRead,
+      durationMs: Date.now() - startedAt,
+      decision: error ? "error" : "allow",
+      rule: adm.rule,
+      ...(error ? { error } : {}),
+    });
+  };
+  upstream.once("close", onClose);
+  client.once("close", onClose);
+  upstream.on("error", (err) => {
+    error ??= `upstream: ${err.message}`;
+    upstream.destroy();
+  });
+  if (client.destroyed) {
+    upstream.destroy();
+    return;
+  }
+  client.setNoDelay(true);
+  client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+  if (head.length > 0) upstream.write(head);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
