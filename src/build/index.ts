@@ -1,4 +1,5 @@
 export { BuildJobs } from "./build-jobs.js";
+export { sweepBuildTemps } from "./build-temps.js";
 export { BuildMemo, type MemoImages, type MemoizedBuild } from "./build-memo.js";
 export {
   type BuildParams,

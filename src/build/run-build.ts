@@ -1,12 +1,14 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { type BuildSource, build, type ControlClient, mapStatusText } from "../buildkit/index.js";
 import { displayPushNames, familiarName, type PushGrant } from "../images/index.js";
+import { ownedTempName } from "../util/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
 import type { BuildParams } from "./build-params.js";
+import { buildTempDir } from "./build-temps.js";
 import { ClassicOutput } from "./classic-output.js";
 import { contextRelativePath, spoolContext } from "./context-archive.js";
 import { BuildError } from "./errors.js";
@@ -86,9 +88,9 @@ export async function runImageBuild(
   const dockerfileRel = contextRelativePath(params.dockerfile, "dockerfile");
   if (dockerfileRel === "")
     throw new BuildError("invalid_parameter", "the dockerfile parameter names no file");
-  const tmpRoot = path.join(deps.dataRoot, "tmp");
+  const tmpRoot = buildTempDir(deps.dataRoot);
   await mkdir(tmpRoot, { recursive: true, mode: 0o700 });
-  const spool = path.join(tmpRoot, `build-${randomBytes(8).toString("hex")}.spool`);
+  const spool = path.join(tmpRoot, ownedTempName("build-", ".spool"));
   const cancel = new AbortController();
   const signal = AbortSignal.any([req.signal, cancel.signal]);
   const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
+import { sweepBuildTemps } from "../build/index.js";
 import { createRegistryServer, familiarName, ImageStore, serveGrantSocket } from "../images/index.js";
 import { createRuntime } from "../runtime/index.js";
 import {
@@ -55,6 +56,10 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       onEvent: (e) => events.emit("image", e.type, e.id, e.name ? { name: familiarName(e.name) } : {}),
     });
     cleanup.push(() => store.close());
+    // What a crashed daemon left half-written (context spools, partial blobs and uploads) is never resumed.
+    const swept = [await store.content.sweepIngest(), await sweepBuildTemps(dataRoot)];
+    const files = swept.reduce((n, r) => n + r.files, 0);
+    if (files) say(`removed ${files} leftover temp files (${swept.reduce((n, r) => n + r.bytes, 0)} bytes)`);
     const runtime = await createRuntime({
       dataRoot,
       images: store,

@@ -4,7 +4,7 @@ import { chmod, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promi
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { throwIfAborted } from "../util/index.js";
+import { ownedTempName, type SweepReport, sweepOrphanedTemps, throwIfAborted } from "../util/index.js";
 import { type Bytes, type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 
@@ -139,7 +139,7 @@ export class ContentStore {
       );
       return { ...verify(hashDigest(hash), size, expected, opts.expectedSize), created: false };
     }
-    const tmp = join(this.ingestDir, `blob-${randomUUID()}`);
+    const tmp = join(this.ingestDir, ownedTempName("blob-"));
     try {
       const hash = newHash();
       let size = 0;
@@ -206,14 +206,18 @@ export class ContentStore {
           cb(null, chunk);
         },
       });
-      await pipeline(
-        source,
-        hasher,
-        createWriteStream(this.uploadPath(id), { flags: "a", highWaterMark: IO_CHUNK }),
-        {
-          signal: opts.signal,
-        },
-      );
+      try {
+        await pipeline(
+          source,
+          hasher,
+          createWriteStream(this.uploadPath(id), { flags: "a", highWaterMark: IO_CHUNK }),
+          { signal: opts.signal },
+        );
+      } catch (err) {
+        // A write that failed half-way (ENOSPC, the pusher gone) is never resumed: give the space back.
+        await unlink(this.uploadPath(id)).catch(() => {});
+        throw err;
+      }
       if (hash) this.uploadHashes.set(id, { hash, size });
       return size;
     });
@@ -240,6 +244,14 @@ export class ContentStore {
       this.uploadHashes.delete(id);
       return info;
     });
+  }
+
+  /**
+   * Removes what crashed writers left in ingest/ (partial blobs, abandoned uploads after kill -9); files
+   * of live processes stay. The daemon runs it at start.
+   */
+  sweepIngest(): Promise<SweepReport> {
+    return sweepOrphanedTemps(this.ingestDir, ["blob-", "upload-"]);
   }
 
   async abortUpload(id: string): Promise<void> {
@@ -275,7 +287,8 @@ export class ContentStore {
 
   private uploadPath(id: string): string {
     if (!UPLOAD_ID_RE.test(id)) throw new ImageError("upload_not_found", `upload ${id} not found`);
-    return join(this.ingestDir, `upload-${id}`);
+    // The writer's pid in the name lets a later start tell a crashed writer's upload from a live one.
+    return join(this.ingestDir, `upload-${process.pid}-${id}`);
   }
 
   /** One writer per upload at a time: concurrent PATCHes to one session would interleave bytes. */

@@ -71,7 +71,9 @@ export async function loadImages(
             if (size > METADATA_LIMIT)
               throw new ImageError("invalid_archive", `${path} is too large (${size} bytes)`);
             docs.set(path, await readAll(entry as unknown as Readable));
-          } else if (isBlobPath(path)) {
+          } else {
+            // manifest.json names its Config and Layers by path (`cfg.json` is as valid as
+            // `<digest>.json`): every other file may be one; those nothing references are removed below.
             const named = OCI_BLOB_RE.exec(path)?.[1] ?? HEX_JSON_RE.exec(path)?.[1];
             const r = await store.content.ingest(entry as unknown as Readable, {
               expectedDigest: named ? `sha256:${named}` : undefined,
@@ -80,8 +82,6 @@ export async function loadImages(
             });
             if (r.created) created.add(r.digest);
             blobs.set(path, { digest: r.digest, size: r.size });
-          } else {
-            entry.resume();
           }
         } else {
           throw new ImageError("invalid_archive", `unsupported entry type ${h.type} for ${path}`);
@@ -102,10 +102,6 @@ export async function loadImages(
     // Whatever this load stored that no manifest uses (failed load, stray files) is removed again.
     for (const d of created) if (!store.isBlobReferenced(d)) await store.content.delete(d);
   }
-}
-
-function isBlobPath(path: string): boolean {
-  return OCI_BLOB_RE.test(path) || HEX_JSON_RE.test(path) || path.endsWith(".tar") || path.endsWith("/layer");
 }
 
 async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {

@@ -139,6 +139,34 @@ test("legacy docker save layout (<id>/layer.tar, <id>.json config, symlinked dup
   }
 });
 
+test("a config not named by its digest (cfg.json, as manifest.json's Config path says) loads", async () => {
+  const files = await readTar(archive);
+  const img = await store.inspect("busybox:local");
+  const layerPath = `blobs/sha256/${img.Layers[0]?.digest.slice(7)}`;
+  const renamed = join(tmp, "cfg.tar");
+  const pack = tar.pack();
+  const out = pipeline(pack, createWriteStream(renamed));
+  pack.entry({ name: "cfg.json" }, files.get(`blobs/sha256/${img.Id.slice(7)}`) as Buffer);
+  pack.entry({ name: "layers/base.tgz" }, files.get(layerPath) as Buffer);
+  pack.entry({ name: "README" }, "not part of any image");
+  pack.entry(
+    { name: "manifest.json" },
+    JSON.stringify([{ Config: "cfg.json", RepoTags: ["cfg:1"], Layers: ["layers/base.tgz"] }]),
+  );
+  pack.finalize();
+  await out;
+  const fresh = await ImageStore.open(join(tmp, "cfg"));
+  try {
+    assert.deepEqual(await loadImages(fresh, createReadStream(renamed)), [{ id: img.Id, names: ["cfg:1"] }]);
+    assert.deepEqual((await fresh.inspect("cfg:1")).RootFS, img.RootFS);
+    // The stray file was stored only while the load ran.
+    const blobs = await readdir(join(tmp, "cfg", "blobs", "sha256"));
+    assert.equal(blobs.length, 3, "config, layer and the synthesized manifest");
+  } finally {
+    fresh.close();
+  }
+});
+
 test("hostile archives are refused and nothing lands outside the content store", async () => {
   const target = join(tmp, "hostile");
   await mkdir(target);

@@ -1,2 +1,3 @@
 export { abortReason, sleep, throwIfAborted } from "./abort.js";
 export { ArcaError, CodedError, type ErrorKind, errorMessage, findArcaError } from "./errors.js";
+export { ownedTempName, type SweepReport, sweepOrphanedTemps, tempOwner } from "./owned-temp.js";
