@@ -8,7 +8,10 @@ import type { BuildParams } from "./build-params.js";
 export interface MemoizedBuild {
   imageId: string;
   manifestDigest: string;
-  /** Base images the build resolved (`docker.io/library/busybox:local`) with the manifest digest each had. */
+  /**
+   * Base images the build resolved (`docker.io/library/busybox:local`, and a `# syntax=` frontend image)
+   * with the manifest digest each had.
+   */
   bases: { ref: string; digest: string }[];
   /** The build's steps, replayed as a fully cached run. */
   progress: StatusResponse;
@@ -25,6 +28,8 @@ type Vertex = StatusResponse["vertexes"][number];
 
 const STEP_RE = /^\[(?:\S+ )?\d+\/\d+\] /;
 const METADATA_RE = /^\[internal\] load metadata for (\S+)$/;
+/** The `# syntax=` frontend image BuildKit resolved: a base of the build like any FROM image. */
+const SYNTAX_RE = /^resolve image config for docker-image:\/\/(\S+)$/;
 
 /**
  * Remembers the image each POST /build produced, keyed by the exact context
@@ -109,7 +114,7 @@ export class ProgressRecorder {
   baseRefs(): string[] {
     const refs = new Set<string>();
     for (const v of this.#vertexes.values()) {
-      const m = METADATA_RE.exec(v.name);
+      const m = METADATA_RE.exec(v.name) ?? SYNTAX_RE.exec(v.name);
       if (m?.[1]) refs.add(m[1]);
     }
     return [...refs];
