@@ -37,11 +37,50 @@ export function validateSpec(spec: ContainerSpec): ContainerSpec {
     } else throw bad(`unsupported mount type ${JSON.stringify((m as { type: string }).type)}`);
   }
   for (const c of spec.capAdd ?? []) normalizeCap(c);
+  validateIsolation(spec);
   for (const e of spec.env ?? [])
     if (!e || e.startsWith("=")) throw bad(`invalid environment entry ${JSON.stringify(e)}`);
   if (spec.workingDir && !posix.isAbsolute(spec.workingDir))
     throw bad(`working directory must be absolute: ${JSON.stringify(spec.workingDir)}`);
   return { ...spec, name, restartPolicy: policy, labels: spec.labels ?? {}, mounts: spec.mounts ?? [] };
+}
+
+const SYSCALL_RE = /^[a-z0-9_]+$/;
+const SYSCTL_RE = /^[a-z0-9_]+(\.[a-z0-9_-]+)+$/;
+const MAX_ID = 2 ** 32 - 2;
+/** Docker's smallest memory limit. */
+const MIN_MEMORY = 6 * 1024 * 1024;
+
+/** User namespace, seccomp, sysctls and cgroup limits (the sandbox's least-privilege settings). */
+function validateIsolation(spec: ContainerSpec): void {
+  const u = spec.userns;
+  if (u) {
+    if (spec.privileged) throw bad("a privileged container cannot have a user namespace mapping");
+    if (!Number.isInteger(u.hostId) || !Number.isInteger(u.size) || u.hostId < 1 || u.size < 1)
+      throw bad(`invalid user namespace mapping ${JSON.stringify(u)}`);
+    if (u.hostId + u.size > MAX_ID)
+      throw bad(`user namespace mapping beyond the id range: ${JSON.stringify(u)}`);
+    if (spec.networkMode !== "none")
+      throw bad('a user namespace needs a network namespace of its own (network mode "none")');
+  }
+  const sc = spec.seccomp;
+  if (sc !== undefined && sc !== "unconfined") {
+    for (const n of [...(sc.allow ?? []), ...(sc.enosys ?? [])])
+      if (!SYSCALL_RE.test(n)) throw bad(`invalid syscall name ${JSON.stringify(n)}`);
+  }
+  for (const [k, v] of Object.entries(spec.sysctls ?? {})) {
+    if (!SYSCTL_RE.test(k) || typeof v !== "string" || !v || /[\n\0]/.test(v))
+      throw bad(`invalid sysctl ${JSON.stringify(k)}=${JSON.stringify(v)}`);
+    // Only what the container's own namespaces own; anything else would change the host.
+    if (!k.startsWith("net.") && !k.startsWith("kernel.shm") && !k.startsWith("kernel.msg"))
+      throw bad(`sysctl ${k} is not namespaced`);
+    if (k.startsWith("net.") && spec.networkMode !== "none")
+      throw bad(`sysctl ${k} needs a network namespace of its own (network mode "none")`);
+  }
+  if (spec.pidsLimit !== undefined && (!Number.isInteger(spec.pidsLimit) || spec.pidsLimit < 1))
+    throw bad(`invalid pids limit ${spec.pidsLimit}`);
+  if (spec.memory !== undefined && (!Number.isSafeInteger(spec.memory) || spec.memory < MIN_MEMORY))
+    throw bad(`invalid memory limit ${spec.memory}: the minimum is 6 MiB`);
 }
 
 /** Merges the image config with the spec the way Docker does (an entrypoint override drops the image Cmd). */

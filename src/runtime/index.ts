@@ -19,5 +19,7 @@ export type {
   RestartPolicyName,
   RuntimeEvent,
   RuntimeEventType,
+  SeccompChanges,
   StopOptions,
+  UsernsMapping,
 } from "./types.js";

@@ -11,6 +11,7 @@ type OutHeader = Partial<Header> & { name: string; pax?: Record<string, string> 
 
 import { throwIfAborted } from "../util/index.js";
 import { RuntimeError } from "./errors.js";
+import type { UsernsMapping } from "./types.js";
 
 export interface LayerSource {
   /** Compressed blob digest (what the content store holds). */
@@ -33,6 +34,7 @@ export async function ensureLayer(
   layersRoot: string,
   layer: LayerSource,
   signal?: AbortSignal,
+  ids?: UsernsMapping,
 ): Promise<string> {
   const hex = HEX_RE.exec(layer.diffId)?.[1];
   if (!hex)
@@ -46,7 +48,7 @@ export async function ensureLayer(
     await mkdir(tmp, { recursive: true, mode: 0o755 });
     await mkdir(join(layersRoot, "sha256"), { recursive: true });
     try {
-      await unpackLayer(layer.open(), layer.mediaType, tmp, layer.diffId, signal);
+      await unpackLayer(layer.open(), layer.mediaType, tmp, layer.diffId, signal, ids);
       await rename(tmp, dest).catch(async (err: NodeJS.ErrnoException) => {
         // Another process won the race: its copy is identical.
         if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
@@ -70,6 +72,9 @@ export async function ensureLayer(
  * The tar is parsed with tar-stream only to validate names and rewrite whiteouts; GNU tar does the actual
  * extraction because Node cannot create device nodes or set xattrs, and it already handles ownership,
  * hard links, modes and hostile symlinks (it defers links that point outside the tree).
+ *
+ * With `ids`, owners are shifted into that user namespace mapping (uid u becomes hostId + u), so the
+ * namespace's root owns what the image's root owns; an owner outside the mapping fails the unpack.
  */
 export async function unpackLayer(
   blob: Readable,
@@ -77,6 +82,7 @@ export async function unpackLayer(
   dir: string,
   diffId: string,
   signal?: AbortSignal,
+  ids?: UsernsMapping,
 ): Promise<void> {
   throwIfAborted(signal);
   if (mediaType.includes("zstd")) {
@@ -123,7 +129,8 @@ export async function unpackLayer(
     // Failures surface through extract (and so the pipeline); the entry stream just shares them.
     stream.on("error", () => {});
     try {
-      const out = rewriteEntry(header, dirHeaders);
+      const rewritten = rewriteEntry(header, dirHeaders);
+      const out = rewritten && ids ? shiftOwner(rewritten, ids) : rewritten;
       if (!out || out.type === "character-device" || out.pax?.["SCHILY.xattr.trusted.overlay.opaque"]) {
         stream.resume();
         stream.once("end", () => {
@@ -212,6 +219,20 @@ function rewriteEntry(header: Header, dirHeaders: Map<string, OutHeader>): OutHe
   const out: OutHeader = { ...header, name, pax };
   if (header.type === "directory") dirHeaders.set(name, out);
   return out;
+}
+
+/** A copy of the header owned by the mapped ids (dirHeaders keep the image's own ids). */
+function shiftOwner(h: OutHeader, ids: UsernsMapping): OutHeader {
+  const shift = (id: number | undefined, what: string): number => {
+    const v = id ?? 0;
+    if (v >= ids.size)
+      throw new RuntimeError(
+        "rootfs_failed",
+        `layer entry ${JSON.stringify(h.name)}: ${what} ${v} cannot be mapped into the container's user namespace (size ${ids.size})`,
+      );
+    return ids.hostId + v;
+  };
+  return { ...h, uid: shift(h.uid, "uid"), gid: shift(h.gid, "gid") };
 }
 
 /** Keeps only xattr records that survived tar-stream's UTF-8 decoding (binary values would be corrupt). */

@@ -1,5 +1,6 @@
 import { containerCaps } from "./capabilities.js";
-import type { NetworkMode } from "./types.js";
+import { seccompProfile } from "./seccomp.js";
+import type { NetworkMode, SeccompChanges, UsernsMapping } from "./types.js";
 
 export interface OciMount {
   destination: string;
@@ -19,14 +20,24 @@ export interface OciSpecInput {
   networkMode: NetworkMode;
   privileged: boolean;
   capAdd?: string[];
+  /** The rootfs (overlay mount point): relative to the bundle, or absolute. */
+  rootPath?: string;
+  userns?: UsernsMapping;
+  /** Docker's default profile (with changes) unless "unconfined" or privileged. */
+  seccomp?: "unconfined" | SeccompChanges;
+  sysctls?: Record<string, string>;
+  pidsLimit?: number;
+  memory?: number;
   /** Bind mounts and volumes, plus the generated /etc/hostname, /etc/hosts, /etc/resolv.conf. */
   extraMounts: OciMount[];
   cgroupsPath: string;
 }
 
+/** runc's defaults plus the two Docker (25+) adds: interrupt counts and RAPL energy counters leak host activity. */
 const MASKED_PATHS = [
   "/proc/asound",
   "/proc/acpi",
+  "/proc/interrupts",
   "/proc/kcore",
   "/proc/keys",
   "/proc/latency_stats",
@@ -35,17 +46,22 @@ const MASKED_PATHS = [
   "/proc/sched_debug",
   "/proc/scsi",
   "/sys/firmware",
+  "/sys/devices/virtual/powercap",
 ];
 const READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /**
  * The OCI runtime config for runc, written here rather than from `runc spec` (whose defaults include
- * terminal:true, which breaks detached runs). Docker's defaults, minus seccomp (not shipped yet).
- * Privileged: every capability this host can grant, all devices, rw /sys and cgroups, no masked or
- * read-only paths: what BuildKit's OCI worker needs to run runc, mounts and namespaces inside.
+ * terminal:true, which breaks detached runs). Docker's defaults: its capabilities, the seccomp
+ * profile the caller resolved (see seccomp.ts), masked and read-only /proc paths, read-only /sys and
+ * cgroups, only runc's default devices. Privileged: every capability this host can grant, all
+ * devices, rw /sys and cgroups, no masked or read-only paths. With `userns` the container gets a user
+ * namespace of its own, so its capabilities count only there.
  */
 export function ociSpec(i: OciSpecInput): Record<string, unknown> {
   const caps = containerCaps(i.privileged, i.capAdd);
+  // As moby: the profile follows the capabilities granted (e.g. CAP_SYS_ADMIN allows mount, unshare).
+  const seccomp = i.privileged || i.seccomp === "unconfined" ? undefined : seccompProfile(caps, i.seccomp);
   const ro = i.privileged ? [] : ["ro"];
   const namespaces: { type: string }[] = [
     { type: "pid" },
@@ -55,6 +71,11 @@ export function ociSpec(i: OciSpecInput): Record<string, unknown> {
   ];
   // A fresh network namespace has only `lo`, which runc brings up: that is networkMode "none".
   if (i.networkMode === "none") namespaces.push({ type: "network" });
+  if (i.userns) namespaces.push({ type: "user" });
+  const idMap = i.userns ? [{ containerID: 0, hostID: i.userns.hostId, size: i.userns.size }] : undefined;
+  const resources: Record<string, unknown> = { devices: [{ allow: i.privileged, access: "rwm" }] };
+  if (i.pidsLimit !== undefined) resources.pids = { limit: i.pidsLimit };
+  if (i.memory !== undefined) resources.memory = { limit: i.memory };
   const mounts: OciMount[] = [
     { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
     {
@@ -97,13 +118,16 @@ export function ociSpec(i: OciSpecInput): Record<string, unknown> {
       // No rlimits: raising RLIMIT_NOFILE needs CAP_SYS_RESOURCE, which these hosts withhold; inherit.
       noNewPrivileges: false,
     },
-    root: { path: "rootfs", readonly: false },
+    root: { path: i.rootPath ?? "rootfs", readonly: false },
     hostname: i.hostname,
     mounts,
     linux: {
       namespaces,
       cgroupsPath: i.cgroupsPath,
-      resources: { devices: [{ allow: i.privileged, access: "rwm" }] },
+      resources,
+      ...(idMap ? { uidMappings: idMap, gidMappings: idMap } : {}),
+      ...(i.sysctls && Object.keys(i.sysctls).length ? { sysctl: i.sysctls } : {}),
+      ...(seccomp ? { seccomp } : {}),
       ...(i.privileged ? {} : { maskedPaths: MASKED_PATHS, readonlyPaths: READONLY_PATHS }),
     },
   };

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { writeBusyboxRootfs } from "../../test/support/busybox-rootfs.js";
 import { ImageStore, importRootfs } from "../images/index.js";
+import { RuntimePaths } from "./paths.js";
 import { createRuntime, type Runtime } from "./runtime.js";
 
 const run = promisify(execFile);
@@ -45,14 +46,16 @@ export async function runtimeTestEnv(): Promise<RuntimeTestEnv> {
       for (const id of stdout.split("\n").filter(Boolean))
         await run(RUNC, ["--root", runcRoot, "delete", "--force", id]).catch(() => {});
       // Wait for supervisors to go so their mounts are released, then unmount whatever is left.
+      const userns = new RuntimePaths(root).usernsRootfs;
       const mounts = (await readFile("/proc/self/mountinfo", "utf8"))
         .split("\n")
         .map((l) => l.split(" ")[4] ?? "")
-        .filter((m) => m.startsWith(root))
+        .filter((m) => m.startsWith(root) || m.startsWith(`${userns}/`))
         .sort((a, b) => b.length - a.length);
       for (const m of mounts) await run("umount", ["-l", m]).catch(() => {});
       images.close();
       await rm(root, { recursive: true, force: true });
+      await rm(userns, { recursive: true, force: true });
     },
   };
   return env;

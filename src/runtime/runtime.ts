@@ -1,6 +1,18 @@
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { lstat, mkdir, open, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import { constants } from "node:os";
 import { join } from "node:path";
 import type { ImageStore } from "../images/index.js";
@@ -14,7 +26,7 @@ import { LogPump } from "./log-pump.js";
 import { type LogFollow, readJsonLog } from "./log-reader.js";
 import { type OciMount, ociSpec } from "./oci-spec.js";
 import { isMounted, listMounts, mountOverlay, unmount } from "./overlay.js";
-import { RuntimePaths } from "./paths.js";
+import { RuntimePaths, USERNS_ROOTFS_BASE } from "./paths.js";
 import { isAlive, processStartTime } from "./proc.js";
 import { nextBackoff, shouldRestart } from "./restart-policy.js";
 import { Runc } from "./runc.js";
@@ -31,8 +43,10 @@ import type {
   RuntimeEvent,
   RuntimeEventType,
   StopOptions,
+  UsernsMapping,
 } from "./types.js";
 import { resolveUser } from "./user.js";
+import { shiftOwnership } from "./volume-owner.js";
 
 export interface RuntimeOptions {
   /** Everything lives under here: containers/, layers/, volumes/. */
@@ -54,6 +68,8 @@ export interface Runtime {
   /** Sends a signal (default SIGKILL); not a user stop, so the restart policy still applies. */
   kill(idOrName: string, signal?: string): Promise<void>;
   remove(idOrName: string, opts?: RemoveOptions): Promise<void>;
+  /** Deletes a named volume and its data; refused while a container uses it. No-op when absent. */
+  removeVolume(name: string): Promise<void>;
   get(idOrName: string): ContainerRecord;
   inspect(idOrName: string): ContainerInspect;
   list(opts?: ListOptions): ContainerRecord[];
@@ -84,6 +100,7 @@ interface Live {
 }
 
 const POLL_MS = 100;
+const VOLUME_NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 const START_TIMEOUT_MS = 60_000;
 const UNKNOWN_EXIT = 255;
 
@@ -142,7 +159,7 @@ class RuncRuntime implements Runtime {
     try {
       await mkdir(this.paths.dir(id), { recursive: true, mode: 0o700 });
       // Unpack now so start is fast and a bad image fails here, not at start.
-      await this.layerDirs(image.Id, o.signal);
+      await this.layerDirs(image.Id, o.signal, spec.userns);
     } catch (err) {
       this.db.delete(id);
       await rm(this.paths.dir(id), { recursive: true, force: true });
@@ -196,12 +213,28 @@ class RuncRuntime implements Runtime {
       const live = this.live.get(id);
       live?.pump?.unwatch();
       await this.runc.delete(id);
-      await unmount(this.paths.file(id, "rootfs"));
+      await unmount(this.rootfsOf(c));
       await rm(this.paths.dir(id), { recursive: true, force: true });
+      if (c.spec.userns) await rm(join(this.paths.usernsRootfs, id), { recursive: true, force: true });
       this.db.delete(id);
       this.live.delete(id);
       this.emit("destroy", id, c.name);
     });
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    this.assertOpen();
+    if (!VOLUME_NAME_RE.test(name))
+      throw new RuntimeError("invalid_spec", `invalid volume name ${JSON.stringify(name)}`);
+    const user = this.db
+      .list()
+      .find((c) => c.spec.mounts?.some((m) => m.type === "volume" && m.source === name));
+    if (user)
+      throw new RuntimeError(
+        "conflict",
+        `remove ${name}: volume is in use by container ${user.name} (${user.id})`,
+      );
+    await rm(join(this.paths.volumes, name), { recursive: true, force: true });
   }
 
   get(idOrName: string): ContainerRecord {
@@ -248,7 +281,7 @@ class RuncRuntime implements Runtime {
     const c = this.resolve(idOrName);
     if (c.status !== "running") throw new RuntimeError("not_running", `container ${c.name} is not running`);
     if (!o.cmd.length) throw new RuntimeError("invalid_spec", "exec needs a command");
-    const u = await resolveUser(this.paths.file(c.id, "rootfs"), o.user ?? c.process.user);
+    const u = await resolveUser(this.rootfsOf(c), o.user ?? c.process.user);
     const child = this.runc.spawnExec(c.id, {
       args: o.cmd,
       env: o.env ?? [],
@@ -368,10 +401,15 @@ class RuncRuntime implements Runtime {
     }
     // Half-unpacked layers from a crashed unpack (ensureLayer renames only complete ones into place).
     await rm(join(this.paths.layers, "tmp"), { recursive: true, force: true });
+    for (const dir of await readdir(this.paths.layers).catch(() => [] as string[]))
+      if (dir.startsWith("userns-"))
+        await rm(join(this.paths.layers, dir, "tmp"), { recursive: true, force: true });
     for (const m of await listMounts()) {
-      if (!m.mountPoint.startsWith(`${this.paths.containers}/`) || !m.mountPoint.endsWith("/rootfs"))
-        continue;
-      const id = m.mountPoint.slice(this.paths.containers.length + 1, -"/rootfs".length);
+      const base = [this.paths.containers, this.paths.usernsRootfs].find((b) =>
+        m.mountPoint.startsWith(`${b}/`),
+      );
+      if (!base || !m.mountPoint.endsWith("/rootfs")) continue;
+      const id = m.mountPoint.slice(base.length + 1, -"/rootfs".length);
       if (this.db.get(id)?.status === "running") continue;
       this.log(`unmounting stale rootfs ${m.mountPoint}`);
       await unmount(m.mountPoint).catch((err: unknown) => this.log(errorMessage(err)));
@@ -398,10 +436,13 @@ class RuncRuntime implements Runtime {
     try {
       throwIfAborted(signal);
       if (await this.runc.state(id)) await this.runc.delete(id);
-      const rootfs = f("rootfs");
+      const rootfs = this.rootfsOf(c);
       if (!(await isMounted(rootfs))) {
-        const lowers = await this.layerDirs(c.imageId, signal);
+        const lowers = await this.layerDirs(c.imageId, signal, c.spec.userns);
+        if (c.spec.userns) await this.prepareUsernsRootfs(id, c.spec.userns);
         for (const d of [f("upper"), f("work"), rootfs]) await mkdir(d, { recursive: true, mode: 0o755 });
+        // The merged root takes the upper dir's owner: the namespace's root must own it.
+        if (c.spec.userns) await chown(f("upper"), c.spec.userns.hostId, c.spec.userns.hostId);
         await mountOverlay([...lowers].reverse(), f("upper"), f("work"), rootfs);
       }
       const user = await resolveUser(rootfs, c.process.user);
@@ -418,6 +459,12 @@ class RuncRuntime implements Runtime {
         networkMode: c.spec.networkMode,
         privileged: c.spec.privileged ?? false,
         capAdd: c.spec.capAdd,
+        rootPath: c.spec.userns ? rootfs : "rootfs",
+        userns: c.spec.userns,
+        seccomp: c.spec.seccomp,
+        sysctls: c.spec.sysctls,
+        pidsLimit: c.spec.pidsLimit,
+        memory: c.spec.memory,
         extraMounts: [...(await this.userMounts(c)), ...this.etcMounts(id)],
         cgroupsPath: `/arca/${id}`,
       });
@@ -506,7 +553,8 @@ class RuncRuntime implements Runtime {
   }
 
   private async failStart(id: string, err: unknown): Promise<void> {
-    await unmount(this.paths.file(id, "rootfs")).catch(() => {});
+    const c = this.db.get(id);
+    if (c) await unmount(this.rootfsOf(c)).catch(() => {});
     this.db.update(id, {
       status: "exited",
       pid: 0,
@@ -575,7 +623,7 @@ class RuncRuntime implements Runtime {
     live.pump?.unwatch();
     await live.pump?.drain(true).catch((err: unknown) => this.log(`logs of ${c.name}: ${errorMessage(err)}`));
     await this.runc.delete(id).catch(() => {});
-    await unmount(this.paths.file(id, "rootfs")).catch((err: unknown) => this.log(errorMessage(err)));
+    await unmount(this.rootfsOf(c)).catch((err: unknown) => this.log(errorMessage(err)));
     const finishedAt = new Date();
     const uptime = c.startedAt ? finishedAt.getTime() - Date.parse(c.startedAt) : 0;
     const restart =
@@ -667,7 +715,26 @@ class RuncRuntime implements Runtime {
 
   // ---- helpers ----
 
-  private async layerDirs(imageId: string, signal?: AbortSignal): Promise<string[]> {
+  private rootfsOf(c: StoredContainer): string {
+    return this.paths.rootfs(c.id, c.spec.userns !== undefined);
+  }
+
+  /**
+   * The directories above a user-namespaced container's rootfs: searchable by its root (see
+   * USERNS_ROOTFS_BASE), the container's own one only by its root's group (mode 0710).
+   */
+  private async prepareUsernsRootfs(id: string, ids: UsernsMapping): Promise<void> {
+    for (const d of [USERNS_ROOTFS_BASE, this.paths.usernsRootfs]) {
+      await mkdir(d, { recursive: true, mode: 0o711 });
+      await chmod(d, 0o711);
+    }
+    const own = join(this.paths.usernsRootfs, id);
+    await mkdir(own, { recursive: true, mode: 0o710 });
+    await chown(own, 0, ids.hostId);
+    await chmod(own, 0o710);
+  }
+
+  private async layerDirs(imageId: string, signal?: AbortSignal, ids?: UsernsMapping): Promise<string[]> {
     const image = await this.opts.images.inspect(imageId).catch((err: unknown) => {
       throw new RuntimeError("image_not_found", `No such image: ${imageId}`, { cause: err });
     });
@@ -681,7 +748,7 @@ class RuncRuntime implements Runtime {
     for (const [i, layer] of image.Layers.entries()) {
       dirs.push(
         await ensureLayer(
-          this.paths.layers,
+          ids ? this.paths.shiftedLayers(ids.hostId, ids.size) : this.paths.layers,
           {
             digest: layer.digest,
             mediaType: layer.mediaType,
@@ -689,6 +756,7 @@ class RuncRuntime implements Runtime {
             open: () => this.opts.images.content.createReadStream(layer.digest),
           },
           signal,
+          ids,
         ),
       );
     }
@@ -702,6 +770,10 @@ class RuncRuntime implements Runtime {
       if (m.type === "volume") {
         source = this.paths.volumeData(m.source);
         await mkdir(source, { recursive: true });
+        // A volume belongs to the root of the container using it (written under another mapping, it
+        // is shifted over once); bind mounts are the caller's to arrange.
+        if (c.spec.userns)
+          await shiftOwnership(source, c.spec.userns, (l) => this.log(`volume ${m.source}: ${l}`));
       } else {
         const st = await stat(source).catch(() => undefined);
         if (!st) throw new RuntimeError("invalid_spec", `bind source path does not exist: ${source}`);

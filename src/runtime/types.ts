@@ -38,6 +38,36 @@ export interface ContainerSpec {
   privileged?: boolean;
   /** Capability names, with or without the `CAP_` prefix, added to the default set. */
   capAdd?: string[];
+  /**
+   * A user namespace of its own: container uids and gids 0..size-1 are host ids hostId..hostId+size-1,
+   * so its root is no one on the host. The image's layers are unpacked with shifted owners and volumes
+   * are chowned to the container's root; needs networkMode "none" (sysfs needs a network namespace the
+   * user namespace owns).
+   */
+  userns?: UsernsMapping;
+  /**
+   * Docker's default seccomp profile (the default unless privileged), with changes when given, or
+   * "unconfined".
+   */
+  seccomp?: "unconfined" | SeccompChanges;
+  /** Namespaced sysctls runc sets before /proc/sys turns read-only, e.g. `net.ipv4.ip_forward: "1"`. */
+  sysctls?: Record<string, string>;
+  /** The most processes (threads) the container's cgroup may hold; absent: no limit. */
+  pidsLimit?: number;
+  /** Memory limit of the container's cgroup in bytes; absent: no limit. */
+  memory?: number;
+}
+
+export interface UsernsMapping {
+  hostId: number;
+  size: number;
+}
+
+export interface SeccompChanges {
+  /** Syscalls allowed on top of the default profile. */
+  allow?: string[];
+  /** Syscalls that fail with ENOSYS (rather than EPERM), so callers take their fallback. */
+  enosys?: string[];
 }
 
 export type ContainerStatus = "created" | "running" | "restarting" | "exited";
