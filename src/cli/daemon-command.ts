@@ -15,13 +15,17 @@ import {
 import { errorMessage } from "../util/index.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
+import { defaultSocketPath } from "./default-socket.js";
 import type { CommandIO } from "./io.js";
 
-const HELP = `Usage: arca daemon [--data-root DIR] [--socket unix:///tmp/arca.sock]
+const HELP = `Usage: arca daemon [--data-root DIR] [--socket unix:///run/arca/arca.sock]
 
 Runs Arca: the image store, its registry endpoint on the sandbox channel, and
 BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGTERM
 (the sandbox is stopped too); after a crash, the next start adopts the running sandbox.
+
+  --socket ADDR            API socket (default unix:///run/arca/arca.sock as root,
+                           unix://$XDG_RUNTIME_DIR/arca.sock otherwise)
 `;
 
 export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -29,7 +33,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     args: argv,
     options: {
       "data-root": { type: "string" },
-      socket: { type: "string", short: "H", default: "unix:///tmp/arca.sock" },
+      socket: { type: "string", short: "H" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -108,7 +112,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }),
       { log: say },
     );
-    const socket = values.socket as string;
+    // A path another user owns or can replace is refused (see checkSocketOwnership).
+    const socket = values.socket ?? `unix://${await defaultSocketPath(dataRoot)}`;
     await api.listen(socket.includes("://") ? socket : `unix://${socket}`);
     cleanup.push(() => api.close());
     await manager.start(stop.signal);

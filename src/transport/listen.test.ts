@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer as createHttpServer, get } from "node:http";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -121,5 +131,48 @@ describe("listen", () => {
   it("validates the address", async () => {
     await rejectsCode(listen("vsock://3:1", server()), "unsupported");
     await rejectsCode(listen("unix://rel.sock", server()), "invalid_address");
+  });
+});
+
+describe("listen: socket paths other users own or can replace", () => {
+  const NOBODY = 65534;
+  const refused = async (p: string, why: RegExp) => {
+    const err = await listen(`unix://${p}`, server()).then(
+      () => assert.fail(`listened on ${p}`),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof TransportError, String(err));
+    assert.equal(err.code, "permission_denied");
+    assert.match(err.message, /^refusing to listen on /);
+    assert.match(err.message, why);
+  };
+
+  it("refuses a directory owned by another user", async () => {
+    const d = join(dir, "theirs");
+    mkdirSync(d);
+    chownSync(d, NOBODY, NOBODY);
+    await refused(join(d, "arca.sock"), /directory .*theirs belongs to uid 65534/);
+    assert.equal(existsSync(join(d, "arca.sock")), false);
+  });
+
+  it("refuses an existing socket another user owns, and leaves it there", async () => {
+    const d = join(dir, "mine");
+    mkdirSync(d);
+    const p = join(d, "arca.sock");
+    await staleSocket(p);
+    chownSync(p, NOBODY, NOBODY);
+    await refused(p, /already exists and belongs to uid 65534/);
+    assert.equal(statSync(p).uid, NOBODY);
+  });
+
+  it("refuses a directory others can write to unless it is sticky (like /tmp)", async () => {
+    const open = join(dir, "open");
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    await refused(join(open, "arca.sock"), /writable by other users and not sticky/);
+    const sticky = join(dir, "sticky");
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    assert.equal(await listen(`unix://${join(sticky, "arca.sock")}`, server()), `unix://${sticky}/arca.sock`);
   });
 });

@@ -3,6 +3,7 @@ import type { Server as HttpServer } from "node:http";
 import { type AddressInfo, type Server as NetServer, connect as netConnect } from "node:net";
 import { formatHostPort, parseAddress } from "./address.js";
 import { TransportError, toTransportError } from "./errors.js";
+import { checkSocketOwnership } from "./socket-owner.js";
 
 export interface ListenOptions {
   /** Mode for a unix socket file; default 0o660. */
@@ -14,7 +15,8 @@ export interface ListenOptions {
 /**
  * Binds server to unix:///path or tcp://host:port (port 0 picks one) and
  * resolves with the address actually bound, e.g. "tcp://127.0.0.1:12345".
- * An existing unix socket file is removed only if nothing answers on it.
+ * An existing unix socket file is removed only if nothing answers on it, and
+ * no path another user owns or can replace is used (checkSocketOwnership).
  */
 export async function listen(
   address: string,
@@ -25,6 +27,7 @@ export async function listen(
   switch (parsed.scheme) {
     case "unix": {
       const { path } = parsed;
+      await checkSocketOwnership(path);
       await removeStaleSocket(path, opts.probeTimeoutMs ?? 1000);
       await bind(server, { path }, address);
       try {
