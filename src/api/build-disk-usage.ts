@@ -1,13 +1,19 @@
 import type { CacheRecord } from "../build/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
+import { imageLayers, layerAccounting } from "./image-layers.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 import { versionAtLeast } from "./version.js";
+import { VolumeStore } from "./volume-store.js";
 
 const TYPES = new Set(["container", "image", "volume", "build-cache"]);
 
-/** GET /system/df: images from the store, build cache from BuildKit; `type=` (API ≥ 1.42) limits the work. */
+/**
+ * GET /system/df as dockerd's: images with the size they share with others (by layer chain ID), every
+ * layer counted once in LayersSize, volumes with their usage, build cache from BuildKit; `type=`
+ * (API ≥ 1.42) limits the work.
+ */
 export function registerDiskUsageRoute(
   router: Router,
   deps: ApiDeps,
@@ -23,8 +29,10 @@ export function registerDiskUsageRoute(
     let images: unknown[] | null = null;
     if (want("image")) {
       images = [];
-      for (const img of deps.store.list()) {
-        layersSize += img.size;
+      const all = await imageLayers(deps.store);
+      const accounting = layerAccounting(all);
+      layersSize = accounting.layersSize;
+      for (const { image: img } of all) {
         const config = await deps.store.readConfig(img.id).catch(() => undefined);
         const labels = (config?.config as { Labels?: Record<string, string> } | undefined)?.Labels ?? {};
         const summary: Record<string, unknown> = {
@@ -34,7 +42,7 @@ export function registerDiskUsageRoute(
           RepoDigests: img.repoDigests,
           Created: img.created ? Math.floor(Date.parse(img.created) / 1000) : 0,
           Size: img.size,
-          SharedSize: 0,
+          SharedSize: accounting.sharedSize.get(img.id) ?? 0,
           Labels: labels,
           Containers: 0,
         };
@@ -46,8 +54,21 @@ export function registerDiskUsageRoute(
       LayersSize: layersSize,
       Images: images,
       Containers: want("container") ? [] : null,
-      Volumes: want("volume") ? [] : null,
+      Volumes: want("volume") ? await volumeUsage(deps) : null,
       BuildCache: want("build-cache") ? await buildCache(apiVersion, signal) : null,
     });
   });
+}
+
+/** Volumes as df lists them: each with its size and how many containers mount it. */
+async function volumeUsage(deps: ApiDeps): Promise<unknown[]> {
+  const store = new VolumeStore(deps);
+  const users = store.users();
+  const out: unknown[] = [];
+  for (const name of await store.names()) {
+    const v = await store.inspect(name);
+    if (!v) continue;
+    out.push({ ...v, UsageData: { Size: await store.size(name), RefCount: users.get(name)?.length ?? 0 } });
+  }
+  return out;
 }

@@ -44,10 +44,6 @@ export function registerContainerRoutes(router: Router, deps: ApiDeps): void {
     sendJSON(res, 200, out);
   });
 
-  router.add("POST", "/containers/create", () => {
-    throw new ApiError("unsupported", "running user containers is not supported by Arca (build engine only)");
-  });
-
   router.add("POST", "/containers/prune", async ({ res, signal }) => {
     const deleted: string[] = [];
     for (const rec of runtime.list({ all: true })) {

@@ -1,4 +1,4 @@
-import type { ContainerInspect } from "../runtime/index.js";
+import type { ContainerInspect, ContainerRecord } from "../runtime/index.js";
 import { matchAny, matchLabels, regexMatch } from "./container-filters.js";
 import { networks } from "./container-inspect.js";
 import { ApiError } from "./errors.js";
@@ -9,6 +9,11 @@ export const INTERNAL_LABEL = "com.arca.internal";
 
 export function isInternal(c: ContainerInspect): boolean {
   return c.Config.Labels[INTERNAL_LABEL] === "true";
+}
+
+/** isInternal for a runtime record (no inspect needed). */
+export function isInternalRecord(c: ContainerRecord): boolean {
+  return c.spec.labels?.[INTERNAL_LABEL] === "true";
 }
 
 /** The filters `GET /containers/json` accepts (as dockerd; the ones Arca cannot apply are accepted and ignored). */

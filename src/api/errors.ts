@@ -6,6 +6,8 @@ const kinds = {
   conflict: "conflict",
   unsupported: "failed_precondition",
   unavailable: "unavailable",
+  /** An Engine API endpoint Arca does not serve (see unsupported-routes.ts): 501, as dockerd's NotImplemented. */
+  not_implemented: "unimplemented",
   /** dockerd answers some protocol errors with a plain 500 (e.g. a /grpc request that is no h2c upgrade). */
   protocol_error: "internal",
 } as const satisfies Record<string, ErrorKind>;
@@ -27,6 +29,7 @@ const STATUS: Record<ErrorKind, number> = {
   failed_precondition: 400,
   unavailable: 503,
   canceled: 499,
+  unimplemented: 501,
   internal: 500,
 };
 

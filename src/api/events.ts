@@ -28,6 +28,11 @@ export class EventBus {
     for (const s of this.#subscribers) s(e);
   }
 
+  /** Clients following GET /events now (dockerd's NEventsListener). */
+  get listeners(): number {
+    return this.#subscribers.size;
+  }
+
   /** Past events since `sinceSec` (inclusive), then live ones until the returned function is called. */
   subscribe(fn: (e: DockerEvent) => void, sinceSec?: number): () => void {
     if (sinceSec !== undefined) for (const e of this.#history) if (e.time >= sinceSec) fn(e);

@@ -10,6 +10,7 @@ const GRPC_CODE: Record<ErrorKind, number> = {
   not_found: 5,
   conflict: 6,
   failed_precondition: 9,
+  unimplemented: 12,
   internal: 13,
   unavailable: 14,
 };

@@ -9,7 +9,8 @@ export const PRUNE_FILTERS = ["dangling", "label", "label!", "until"] as const;
 
 /**
  * `POST /images/prune` as dockerd's ImagesPrune: dangling images only unless `dangling=false` (then every
- * image no container uses), narrowed by `until` and labels. SpaceReclaimed counts the blobs really freed.
+ * image no container uses), narrowed by `until` and labels. SpaceReclaimed counts the layers really
+ * freed, unpacked, as dockerd does (the measure `docker images` shows, not the compressed blobs).
  */
 export async function pruneImages(
   store: ImageStore,
@@ -31,22 +32,21 @@ export async function pruneImages(
       if (!labelsMatch(filters.get("label"), labels) || !labelsExclude(filters.get("label!"), labels))
         continue;
     }
-    const blobs = await blobSizes(store, img.id, img.manifestDigest);
+    const blobs = await blobSizes(store, img.manifestDigest);
     deleted.push(...(await purgeImage(store, img.id)));
     for (const [digest, size] of blobs) if (!(await store.content.has(digest))) reclaimed += size;
   }
   return { ImagesDeleted: deleted.length > 0 ? deleted : null, SpaceReclaimed: reclaimed };
 }
 
-async function blobSizes(
-  store: ImageStore,
-  id: Digest,
-  manifestDigest: Digest,
-): Promise<Map<Digest, number>> {
+/** Each layer blob's unpacked size (what `docker images` adds up), read before the blobs may go. */
+async function blobSizes(store: ImageStore, manifestDigest: Digest): Promise<Map<Digest, number>> {
   const sizes = new Map<Digest, number>();
   const manifest = await store.readManifest(manifestDigest);
-  if (manifest.kind === "manifest") for (const l of manifest.layers) sizes.set(l.digest, l.size);
-  const config = await store.content.stat(id);
-  if (config) sizes.set(id, config.size);
+  if (manifest.kind !== "manifest") return sizes;
+  const unpacked = await store.unpackedLayerSizes(manifest.layers);
+  manifest.layers.forEach((l, i) => {
+    sizes.set(l.digest, unpacked[i] ?? l.size);
+  });
   return sizes;
 }

@@ -4,9 +4,11 @@ import { registerContainerRoutes } from "./container-routes.js";
 import type { ApiDeps } from "./deps.js";
 import { registerGrpcRoutes } from "./grpc-routes.js";
 import { registerImageRoutes } from "./image-routes.js";
+import { registerNetworkRoutes } from "./network-routes.js";
 import { Router } from "./router.js";
 import { registerSessionRoutes } from "./session-routes.js";
 import { registerSystemRoutes } from "./system-routes.js";
+import { registerUnsupportedRoutes } from "./unsupported-routes.js";
 
 /** Every Engine API route Arca serves. */
 export function createApiRouter(deps: ApiDeps): Router {
@@ -19,5 +21,8 @@ export function createApiRouter(deps: ApiDeps): Router {
   registerImageRoutes(router, deps);
   registerSessionRoutes(router, deps);
   registerGrpcRoutes(router, deps, memo);
+  registerNetworkRoutes(router, deps);
+  // Last: dockerd's routes Arca does not serve answer 501 with what they would do.
+  registerUnsupportedRoutes(router);
   return router;
 }

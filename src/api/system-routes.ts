@@ -1,10 +1,9 @@
 import os from "node:os";
 import type { ApiDeps } from "./deps.js";
+import { daemonInfo } from "./info-view.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
-import { API_VERSION, MIN_API_VERSION } from "./version.js";
-
-export const ARCA_VERSION = "0.1.0";
+import { API_VERSION, ARCA_VERSION, MIN_API_VERSION } from "./version.js";
 
 const PING_HEADERS = {
   "Api-Version": API_VERSION,
@@ -60,44 +59,7 @@ export function registerSystemRoutes(router: Router, deps: ApiDeps): void {
     });
   });
 
-  router.add("GET", "/info", ({ res }) => {
-    const images = deps.store.list();
-    const containers = deps.runtime.list({ all: true });
-    const running = containers.filter((c) => c.status === "running").length;
-    sendJSON(res, 200, {
-      ID: deps.daemonName,
-      Containers: containers.length,
-      ContainersRunning: running,
-      ContainersPaused: 0,
-      ContainersStopped: containers.length - running,
-      Images: images.length,
-      Driver: "overlayfs",
-      // What dockerd reports with the containerd image store: buildx then enables OCI/docker
-      // exports, cache export and multi-platform (Arca's store is an OCI store too).
-      DriverStatus: [
-        ["driver-type", "io.containerd.snapshotter.v1"],
-        ["buildkit", deps.buildkitVersion],
-        ["sandbox", deps.buildkit.status.ready ? "ready" : "starting"],
-      ],
-      Name: os.hostname(),
-      DockerRootDir: deps.dataRoot,
-      OperatingSystem: "Arca",
-      OSType: "linux",
-      Architecture: os.arch() === "x64" ? "x86_64" : os.arch(),
-      KernelVersion: os.release(),
-      NCPU: os.cpus().length,
-      MemTotal: os.totalmem(),
-      ServerVersion: ARCA_VERSION,
-      Experimental: false,
-      Debug: false,
-      LoggingDriver: "json-file",
-      CgroupDriver: "cgroupfs",
-      Plugins: { Volume: ["local"], Network: ["none"], Log: ["json-file"] },
-      Labels: [],
-      SecurityOptions: [],
-      Warnings: [],
-    });
-  });
+  router.add("GET", "/info", ({ res, apiVersion }) => sendJSON(res, 200, daemonInfo(deps, apiVersion)));
 
   router.add("GET", "/events", ({ res, query, signal }) => {
     const since = query.get("since");

@@ -1,6 +1,7 @@
 import { ApiError } from "./errors.js";
 
 export const API_VERSION = "1.51";
+export const ARCA_VERSION = "0.1.0";
 export const MIN_API_VERSION = "1.24";
 
 function cmp(a: string, b: string): number {

@@ -1,4 +1,4 @@
-import { readdir, rm, stat } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { matchAny, matchLabels, regexMatch } from "./container-filters.js";
 import type { ApiDeps } from "./deps.js";
@@ -6,57 +6,27 @@ import { ApiError } from "./errors.js";
 import { boolValue, parseFilters } from "./query-params.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
+import { unsupported } from "./unsupported-routes.js";
+import { type Volume, VolumeStore } from "./volume-store.js";
 
 const VOLUME_FILTERS = ["dangling", "driver", "label", "name"] as const;
 
-interface Volume {
-  Name: string;
-  Driver: "local";
-  Mountpoint: string;
-  CreatedAt: string;
-  Labels: Record<string, string> | null;
-  Scope: "local";
-  Options: Record<string, string> | null;
-}
-
 /** GET /volumes, GET|DELETE /volumes/{name}: the runtime's named volumes (`<dataRoot>/volumes/<name>/_data`). */
 export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
-  const root = path.join(deps.dataRoot, "volumes");
-
-  const inspect = async (name: string): Promise<Volume | undefined> => {
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) return undefined;
-    const st = await stat(path.join(root, name)).catch(() => undefined);
-    if (!st?.isDirectory()) return undefined;
-    return {
-      Name: name,
-      Driver: "local",
-      Mountpoint: path.join(root, name, "_data"),
-      // dockerd prints RFC 3339 with whole seconds.
-      CreatedAt: new Date(Math.floor(st.birthtimeMs || st.mtimeMs)).toISOString().replace(/\.\d+Z$/, "Z"),
-      Labels: null,
-      Scope: "local",
-      Options: null,
-    };
-  };
-
-  /** Volume name → IDs of the containers mounting it (Arca's internal ones included). */
-  const users = (): Map<string, string[]> => {
-    const m = new Map<string, string[]>();
-    for (const c of deps.runtime.list({ all: true }))
-      for (const mount of c.spec.mounts ?? [])
-        if (mount.type === "volume") m.set(mount.source, [...(m.get(mount.source) ?? []), c.id]);
-    return m;
-  };
+  const volumes = new VolumeStore(deps);
+  const root = volumes.root;
+  const inspect = (name: string) => volumes.inspect(name);
+  const users = () => volumes.users();
 
   router.add("GET", "/volumes", async ({ res, query }) => {
     const f = parseFilters(query.get("filters"), VOLUME_FILTERS);
     for (const d of f.get("dangling") ?? [])
       if (!["true", "false", "1", "0"].includes(d))
         throw new ApiError("invalid_parameter", `invalid filter 'dangling=${d}'`);
-    const names = await readdir(root).catch(() => [] as string[]);
+    const names = await volumes.names();
     const used = users();
-    const volumes: Volume[] = [];
-    for (const name of names.sort()) {
+    const out: Volume[] = [];
+    for (const name of names) {
       const v = await inspect(name);
       if (!v) continue;
       const dangling = !used.has(name);
@@ -66,9 +36,9 @@ export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
         matchAny(f, "dangling", (d) => (d === "true" || d === "1") === dangling) &&
         matchLabels(f, v.Labels ?? {})
       )
-        volumes.push(v);
+        out.push(v);
     }
-    sendJSON(res, 200, { Volumes: volumes, Warnings: [] });
+    sendJSON(res, 200, { Volumes: out, Warnings: [] });
   });
 
   router.add("GET", "/volumes/{name}", async ({ res, params }) => {
@@ -78,9 +48,7 @@ export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
     sendJSON(res, 200, v);
   });
 
-  router.add("POST", "/volumes/create", () => {
-    throw new ApiError("unsupported", "creating volumes is not supported by Arca (build engine only)");
-  });
+  router.add("POST", "/volumes/create", unsupported("creating volumes"));
 
   // Since API 1.42 prune only removes anonymous volumes unless `all=true`; Arca's are all named.
   router.add("POST", "/volumes/prune", async ({ res, query }) => {
@@ -89,10 +57,10 @@ export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
     let reclaimed = 0;
     if ((f.get("all") ?? []).some((v) => v === "true" || v === "1")) {
       const used = users();
-      for (const name of await readdir(root).catch(() => [] as string[])) {
+      for (const name of await volumes.names()) {
         const v = await inspect(name);
         if (!v || used.has(name) || !matchLabels(f, v.Labels ?? {})) continue;
-        reclaimed += await du(path.join(root, name));
+        reclaimed += await volumes.size(name);
         await rm(path.join(root, name), { recursive: true, force: true });
         deleted.push(name);
       }
@@ -118,15 +86,4 @@ export function registerVolumeRoutes(router: Router, deps: ApiDeps): void {
     res.writeHead(204);
     res.end();
   });
-}
-
-/** Bytes used under a directory (regular files, each hard link counted once per path). */
-async function du(dir: string): Promise<number> {
-  let total = 0;
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
-    if (!e.isFile()) continue;
-    const st = await stat(path.join(e.parentPath, e.name)).catch(() => undefined);
-    total += st?.size ?? 0;
-  }
-  return total;
 }

@@ -10,6 +10,8 @@ export type ErrorKind =
   | "unavailable"
   | "canceled"
   | "failed_precondition"
+  /** A request Arca understands but does not serve (a build engine runs no user containers). */
+  | "unimplemented"
   | "internal";
 
 export abstract class ArcaError extends Error {
