@@ -2,7 +2,13 @@ import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { type BuildSource, build, type ControlClient, mapStatusText } from "../buildkit/index.js";
+import {
+  type BuildSource,
+  build,
+  type ControlClient,
+  mapStatusText,
+  type SourceFS,
+} from "../buildkit/index.js";
 import { displayPushNames, familiarName, type PushGrant } from "../images/index.js";
 import { ownedTempName } from "../util/index.js";
 import type { BuildJobs } from "./build-jobs.js";
@@ -102,13 +108,16 @@ export async function runImageBuild(
     }
     const memoKey = deps.memo && BuildMemo.keyFor(params, archive.digest);
     const hit = memoKey ? deps.memo?.builds.get(memoKey, deps.memo.images) : undefined;
-    if (hit) return replayBuild(deps, req, hit);
+    // Classic output numbers and prints the Dockerfile's instructions, as dockerd does.
+    const dockerfileText = params.version === "1" ? readSmallFile(archive.fs, dockerfileRel) : undefined;
+    if (hit) return replayBuild(deps, req, hit, dockerfileText);
     return await streamBuild(
       deps,
       req,
       { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey: classicSharedKey(params) },
       signal,
       memoKey,
+      dockerfileText,
     );
   } finally {
     unregister();
@@ -143,11 +152,18 @@ async function streamBuild(
   source: BuildSource & { sharedKey?: string },
   signal: AbortSignal,
   memoKey?: string,
+  dockerfileText?: string,
 ): Promise<ImageBuildOutcome> {
   const { params } = req;
   const out = outputWriter(req.startOutput(), params.quiet);
   const classicMode = params.version === "1";
-  const classic = classicMode ? new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor }) : undefined;
+  const classic = classicMode
+    ? new ClassicOutput(out.emit, {
+        imageIdFor: deps.imageIdFor,
+        dockerfile: dockerfileText,
+        target: params.target,
+      })
+    : undefined;
   const recorder = memoKey ? new ProgressRecorder() : undefined;
   let grant: PushGrant | undefined;
   try {
@@ -179,7 +195,7 @@ async function streamBuild(
         else out.emit(traceMessage(s));
       },
     });
-    classic?.finish();
+    classic?.finish({ imageId: result.imageId });
     const imageId = result.imageId;
     if (!imageId) throw new BuildError("rejected", "missing image id");
     if (memoKey && recorder && result.imageDigest && deps.memo) {
@@ -188,7 +204,7 @@ async function streamBuild(
     succeed(out, classic, req, imageId);
     return { imageId };
   } catch (err) {
-    classic?.finish();
+    classic?.finish({ failed: true });
     const f = buildFailure(err, classicMode);
     out.failed(errorMessageLine(f.message, f.code));
     return { error: f.message };
@@ -215,14 +231,23 @@ function remember(
 }
 
 /** An unchanged repeat: the remembered steps as cached, the tags pointed at the remembered image. */
-function replayBuild(deps: ImageBuildDeps, req: ImageBuildRequest, hit: MemoizedBuild): ImageBuildOutcome {
+function replayBuild(
+  deps: ImageBuildDeps,
+  req: ImageBuildRequest,
+  hit: MemoizedBuild,
+  dockerfileText?: string,
+): ImageBuildOutcome {
   const { params } = req;
   for (const t of params.tags) deps.memo?.images.tag(t, hit.manifestDigest);
   const out = outputWriter(req.startOutput(), params.quiet);
   if (params.version === "1") {
-    const classic = new ClassicOutput(out.emit, { imageIdFor: deps.imageIdFor });
+    const classic = new ClassicOutput(out.emit, {
+      imageIdFor: deps.imageIdFor,
+      dockerfile: dockerfileText,
+      target: params.target,
+    });
     classic.update(hit.progress);
-    classic.finish();
+    classic.finish({ imageId: hit.imageId });
     succeed(out, classic, req, hit.imageId);
   } else {
     out.emit(traceMessage(hit.progress));
@@ -278,4 +303,14 @@ function outputWriter(
 function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
   const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
   return createHash("sha256").update(id).digest("hex").slice(0, 32);
+}
+
+/** A context file's text when it is a small regular file (the Dockerfile), else undefined. */
+function readSmallFile(fs: SourceFS, rel: string): string | undefined {
+  try {
+    if (fs.lstat(rel).size > 1 << 20) return undefined;
+    return fs.readFile(rel).toString("utf8");
+  } catch {
+    return undefined;
+  }
 }
