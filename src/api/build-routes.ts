@@ -52,6 +52,7 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
           client: (s) => deps.buildkit.client(s),
           registryHost: deps.registryHost,
           allowPush: deps.allowPush,
+          maxContextSize: deps.maxContextSize,
           jobs,
           imageIdFor,
           memo,

@@ -14,6 +14,8 @@ export interface ApiDeps {
   /** Builds register the names their exporter pushes; the endpoint refuses every other push. */
   allowPush: RegistryServer["allowPush"];
   events: EventBus;
+  /** Most bytes a POST /build context may take once decompressed. */
+  maxContextSize?: number;
   buildkitVersion: string;
   daemonName: string;
   log: (line: string) => void;

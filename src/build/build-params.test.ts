@@ -27,6 +27,12 @@ describe("POST /build parameters", () => {
     assert.equal(p.pull, false);
     assert.equal(p.network, "none");
     assert.deepEqual(p.extraHosts, ["db=10.0.0.2"]);
+    // What the docker CLI sends when no limit is set passes.
+    const cli = parse(
+      "memory=0&memswap=-1&cpushares=0&cpuperiod=0&cpuquota=0&cpusetcpus=&cgroupparent=&shmsize=0",
+    );
+    assert.equal(cli.shmSize, 0);
+    assert.equal(parse("shmsize=67108864").shmSize, 67108864);
   });
 
   test("dockerd's errors and their classes", () => {
@@ -39,9 +45,23 @@ describe("POST /build parameters", () => {
     rejects("version=3", "invalid_parameter", /^invalid version "3"$/);
     rejects("squash=1", "invalid_parameter", /experimental/);
     rejects("remote=client-session", "invalid_parameter", /client-session/);
-    rejects("shmsize=big", "rejected", /invalid syntax/);
+    rejects(
+      "shmsize=big",
+      "invalid_parameter",
+      /^invalid shmsize "big": strconv.ParseInt: .*invalid syntax$/,
+    );
+    rejects("shmsize=99999999999999999999", "invalid_parameter", /value out of range$/);
+    rejects("shmsize=-1", "invalid_parameter", /^SHM size can not be less than 0$/);
+    rejects("memory=abc", "invalid_parameter", /^invalid memory "abc": .*invalid syntax$/);
+    rejects(
+      "memory=1073741824",
+      "unsupported",
+      /^resource limits .* not supported by Arca: memory=1073741824/,
+    );
+    rejects("cpushares=512&cpusetcpus=0-1", "unsupported", /cpushares=512, cpusetcpus=0-1/);
+    rejects("t=Bad%20Name", "invalid_parameter", /^invalid tag "Bad Name": /);
     rejects("networkmode=bridge", "rejected", /not supported by buildkit/);
-    rejects(`t=a@sha256:${"b".repeat(64)}`, "rejected", /digest/);
+    rejects(`t=a@sha256:${"b".repeat(64)}`, "invalid_parameter", /digest/);
     rejects("outputs=%5B%7B%7D%2C%7B%7D%5D", "rejected", /multiple outputs/);
     rejects("securityopt=x", "invalid_parameter", /security options/);
   });

@@ -1,8 +1,9 @@
 import { formatReference, parseNormalizedTagged } from "../images/index.js";
 import { errorMessage } from "../util/index.js";
 import { BuildError } from "./errors.js";
+import { checkResourceLimits, shmSizeParam } from "./limit-params.js";
 import { parsePlatform } from "./platform-param.js";
-import { boolValue, goField, jsonShapes, parseGoInt, parseJsonParam } from "./query-values.js";
+import { boolValue, goField, jsonShapes, parseJsonParam } from "./query-values.js";
 
 /** POST /build's parameters, validated as dockerd's newImageBuildOptions and backend do. */
 export interface BuildParams {
@@ -64,14 +65,8 @@ export function parseBuildParams({ query: q, apiVersion, registryConfig }: Build
   if (version !== "" && version !== "1" && version !== "2") {
     throw new BuildError("invalid_parameter", `invalid version ${JSON.stringify(version)}`);
   }
-  let shmSize = 0;
-  const shm = q.get("shmsize") ?? "";
-  if (shm !== "") {
-    const n = parseGoInt(shm);
-    if (n === undefined)
-      throw new BuildError("rejected", `strconv.ParseInt: parsing ${JSON.stringify(shm)}: invalid syntax`);
-    shmSize = n;
-  }
+  const shmSize = shmSizeParam(q);
+  checkResourceLimits(q);
   const isolation = q.get("isolation") ?? "";
   if (isolation !== "" && isolation.toLowerCase() !== "default") {
     throw new BuildError("invalid_parameter", `Unsupported isolation: ${JSON.stringify(isolation)}`);
@@ -177,7 +172,7 @@ export function parseBuildParams({ query: q, apiVersion, registryConfig }: Build
   };
 }
 
-/** Normalised, deduplicated, `latest` added; a digest or a bad reference is an untyped (500) error in dockerd. */
+/** Normalised, deduplicated, `latest` added; a digest or a bad reference is a bad parameter (400). */
 function normalizeTags(inputs: string[]): string[] {
   const out = new Set<string>();
   for (const t of inputs) {
@@ -186,9 +181,11 @@ function normalizeTags(inputs: string[]): string[] {
     try {
       ref = parseNormalizedTagged(t);
     } catch (err) {
-      throw new BuildError("rejected", errorMessage(err), { cause: err });
+      throw new BuildError("invalid_parameter", `invalid tag ${JSON.stringify(t)}: ${errorMessage(err)}`, {
+        cause: err,
+      });
     }
-    if (ref.digest) throw new BuildError("rejected", "build tag cannot contain a digest");
+    if (ref.digest) throw new BuildError("invalid_parameter", "build tag cannot contain a digest");
     out.add(formatReference(ref));
   }
   return [...out];

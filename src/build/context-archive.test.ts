@@ -4,9 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { filteredWalk } from "../buildkit/session/filesync/index.js";
 import { type ContextArchive, spoolContext } from "./context-archive.js";
+import { BuildError } from "./errors.js";
 
 async function tarOf(add: (p: tar.Pack) => void): Promise<Buffer> {
   const pack = tar.pack();
@@ -108,6 +110,33 @@ describe("spoolContext", () => {
     const a = await spool(body.subarray(0, 512 + 7), dir);
     assert.equal(a.fs.readFile("Dockerfile").toString(), "FROM x\n");
     await a.close();
+  });
+
+  test("a context inflating past maxBytes is refused while it streams", async () => {
+    const dir = await fresh();
+    const zeros = Buffer.alloc(64 << 20);
+    const body = gzipSync(await tarOf((p) => p.entry({ name: "zeros" }, zeros)));
+    assert.ok(body.length < 1 << 20, "a small compressed body");
+    await assert.rejects(
+      spoolContext(Readable.from([body]), path.join(dir, "ctx.spool"), new AbortController().signal, {
+        maxBytes: 8 << 20,
+      }),
+      (err: unknown) =>
+        err instanceof BuildError &&
+        err.code === "invalid_context" &&
+        /larger than 8388608 bytes once decompressed \(the daemon's --max-context-size\)/.test(err.message),
+    );
+    assert.deepEqual(await readdir(dir), []);
+    const ok = await spoolContext(
+      Readable.from([body]),
+      path.join(dir, "ok.spool"),
+      new AbortController().signal,
+      {
+        maxBytes: 80 << 20,
+      },
+    );
+    assert.equal(ok.bytes, 64 << 20);
+    await ok.close();
   });
 
   test("refuses escapes and truncation, leaving nothing behind", async () => {

@@ -106,6 +106,7 @@ export async function spoolContext(
   body: Readable,
   spoolPath: string,
   signal: AbortSignal,
+  opts: { maxBytes?: number } = {},
 ): Promise<ContextArchive> {
   const fh = await open(spoolPath, "wx+", 0o600);
   const spool = new Spool(fh);
@@ -119,6 +120,15 @@ export async function spoolContext(
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     const tarStream = await decompressedContext(body, signal);
+    // A small compressed body can inflate to terabytes: the cap holds on what decompression yields.
+    const maxBytes = opts.maxBytes;
+    if (maxBytes !== undefined) {
+      let inflated = 0;
+      tarStream.on("data", (c: Buffer) => {
+        inflated += c.length;
+        if (inflated > maxBytes) tarStream.destroy(contextTooLarge(maxBytes));
+      });
+    }
     // pipe, not pipeline: a failed read must not destroy the request, its socket carries our 400.
     tarStream.once("error", (err) => {
       feedError = err;
@@ -238,6 +248,13 @@ export async function spoolContext(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+function contextTooLarge(maxBytes: number): BuildError {
+  return new BuildError(
+    "invalid_context",
+    `build context is larger than ${maxBytes} bytes once decompressed (the daemon's --max-context-size): make it smaller with .dockerignore`,
+  );
 }
 
 /**

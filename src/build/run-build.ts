@@ -31,6 +31,8 @@ export interface ImageBuildDeps {
   /** Lets the registry endpoint accept this build's pushes (its tags) until released. */
   allowPush: (names: string[], signal: AbortSignal) => PushGrant;
   jobs: BuildJobs;
+  /** Most bytes a context archive may take once decompressed (--max-context-size); default no cap. */
+  maxContextSize?: number;
   /** Image ID for a reference, when the store has it (printed after FROM in classic output). */
   imageIdFor?: (ref: string) => string | undefined;
   /** Repeats of unchanged builds answered from memory (see BuildMemo), with the store they are checked against. */
@@ -102,7 +104,7 @@ export async function runImageBuild(
   const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
   let archive: Awaited<ReturnType<typeof spoolContext>> | undefined;
   try {
-    archive = await spoolContext(req.body, spool, signal);
+    archive = await spoolContext(req.body, spool, signal, { maxBytes: deps.maxContextSize });
     if (params.version === "1" && !archive.has(dockerfileRel)) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
