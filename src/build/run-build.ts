@@ -9,7 +9,7 @@ import {
   mapStatusText,
   type SourceFS,
 } from "../buildkit/index.js";
-import { displayPushNames, familiarName, type PushGrant } from "../images/index.js";
+import { familiarName, type PushGrant, storeExportText } from "../images/index.js";
 import { ownedTempName } from "../util/index.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
@@ -191,7 +191,7 @@ async function streamBuild(
       signal,
       onProgress: (raw) => {
         // The image exporter's push lines name the image, not the registry endpoint it goes through.
-        const s = mapStatusText(raw, (t) => displayPushNames(deps.registryHost, t));
+        const s = mapStatusText(raw, (t) => storeExportText(deps.registryHost, t));
         recorder?.add(s);
         if (classic) classic.update(s);
         else out.emit(traceMessage(s));

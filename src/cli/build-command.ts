@@ -9,7 +9,7 @@ import {
   parseSecretSpec,
   type SecretSource,
 } from "../buildkit/index.js";
-import { displayPushNames, type PushGrant, requestPushGrant } from "../images/index.js";
+import { type PushGrant, requestPushGrant, storeExportText } from "../images/index.js";
 import { readDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import type { CommandIO } from "./io.js";
@@ -135,7 +135,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       signal: ac.signal,
       onProgress: printer
         ? (s) =>
-            printer?.update(registryHost ? mapStatusText(s, (t) => displayPushNames(registryHost, t)) : s)
+            printer?.update(registryHost ? mapStatusText(s, (t) => storeExportText(registryHost, t)) : s)
         : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {

@@ -34,7 +34,13 @@ export {
   type Reference,
 } from "./reference.js";
 export { requestPushGrant, serveGrantSocket } from "./registry/grant-socket.js";
-export { DANGLING_PATH, displayPushNames, pushNameFor, storeRepository } from "./registry/name-mapping.js";
+export {
+  DANGLING_PATH,
+  displayPushNames,
+  pushNameFor,
+  storeExportText,
+  storeRepository,
+} from "./registry/name-mapping.js";
 export type { PushGrant } from "./registry/push-grants.js";
 export { createRegistryServer, type RegistryServer, type RegistryServerOptions } from "./registry/server.js";
 export { saveImages } from "./save.js";

@@ -6,6 +6,7 @@ export {
   type SandboxStatus,
 } from "./buildkit-manager.js";
 export { buildkitdConfig } from "./buildkitd-config.js";
+export { defaultGcKeepBytes, gcKeepBytesForDisk } from "./gc-policy.js";
 export {
   assembleSandboxImage,
   loadSandboxImage,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImageError } from "../errors.js";
-import { displayPushNames, pushNameFor, storeRepository } from "./name-mapping.js";
+import { displayPushNames, pushNameFor, storeExportText, storeRepository } from "./name-mapping.js";
 
 test("mirror requests use ns; pushes map the path's first component", () => {
   assert.equal(storeRepository("library/busybox", "docker.io"), "docker.io/library/busybox");
@@ -59,4 +59,24 @@ test("displayPushNames shows the image's own name for pushes through the endpoin
     `pushing manifest for image@${digest}`,
   );
   assert.equal(displayPushNames(h, "exporting layers"), "exporting layers");
+});
+
+test("storeExportText names a store-bound export as dockerd names a local load", () => {
+  const h = "127.0.0.1:5000";
+  const digest = `sha256:${"a".repeat(64)}`;
+  assert.equal(
+    storeExportText(h, `pushing manifest for ${h}/library/app:1@${digest}`),
+    "naming to docker.io/library/app:1",
+  );
+  assert.equal(
+    storeExportText(h, `pushing manifest for ${h}/localhost__5000/z:3@${digest}`),
+    "naming to localhost:5000/z:3",
+  );
+  assert.equal(
+    storeExportText(h, `pushing manifest for ${h}/arca/dangling/0a1b2c@${digest}`),
+    `naming to moby-dangling@${digest}`,
+  );
+  assert.equal(storeExportText(h, "pushing layers"), "storing layers");
+  assert.equal(storeExportText(h, `exporting manifest ${digest}`), `exporting manifest ${digest}`);
+  assert.equal(storeExportText(h, `resolve ${h}/library/busybox:local`), "resolve busybox:local");
 });
