@@ -134,8 +134,7 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       imageStore: registryHost ? { registryHost, danglingPath: grant?.danglingPath } : undefined,
       signal: ac.signal,
       onProgress: printer
-        ? (s) =>
-            printer?.update(registryHost ? mapStatusText(s, (t) => storeExportText(registryHost, t)) : s)
+        ? (s) => printer?.update(registryHost ? mapStatusText(s, (t) => storeExportText(registryHost, t)) : s)
         : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {
