@@ -5,7 +5,12 @@ import type { ImageStore } from "../images/index.js";
 import type { ContainerSpec, Runtime } from "../runtime/index.js";
 import { parseDialAddress } from "../transport/index.js";
 import { abortReason } from "../util/index.js";
-import { assembleSandboxImage, loadSandboxImage, SANDBOX_IMAGE_REPOSITORY } from "./image/index.js";
+import {
+  assembleSandboxImage,
+  ensureFrontendImage,
+  loadSandboxImage,
+  SANDBOX_IMAGE_REPOSITORY,
+} from "./image/index.js";
 
 /** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
 const QUIET_START_MS = 3000;
@@ -86,6 +91,8 @@ export class BuildKitManager {
     const name = `${SANDBOX_NAME}:${this.opts.buildkitVersion}`;
     const loaded = await loadSandboxImage(this.opts.store, assembled.layoutDir, { name });
     log(loaded.loaded ? `loaded sandbox image ${loaded.imageId}` : "sandbox image unchanged");
+    // `# syntax=docker/dockerfile:1` resolves through the docker.io mirror: the store must hold it first.
+    await ensureFrontendImage({ ...this.opts, signal, log });
     const containerId = await this.#ensureContainer(name, loaded.imageId);
     const client = createControlClient(parseDialAddress(this.buildkitAddr));
     // buildkitd takes about a second to listen: early refusals are expected, only a slow start is news.
