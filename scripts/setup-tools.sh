@@ -20,6 +20,8 @@ command -v runc >/dev/null 2>&1 || need_apt+=(runc)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need_apt+=(busybox-static)
 command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v bzip2 >/dev/null 2>&1 || need_apt+=(bzip2)
+# The Python docker SDK (Debian's python3-docker), one of the clients the tests drive.
+[ -d /usr/lib/python3/dist-packages/docker ] || need_apt+=(python3-docker)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -72,6 +74,10 @@ build_module dockerfile-frontend github.com/moby/buildkit "$BUILDKIT_VERSION" \
 build_module buildx github.com/docker/buildx "$BUILDX_VERSION" \
   "-X github.com/docker/buildx/version.Version=$BUILDX_VERSION -X github.com/docker/buildx/version.Package=github.com/docker/buildx" \
   "buildx=docker-buildx" ./cmd/buildx
+# docker compose v2 (the Go CLI plugin; Debian's docker-compose is v1, in Python).
+build_module compose github.com/docker/compose/v5 "$COMPOSE_VERSION" \
+  "-X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" \
+  "cmd=docker-compose" ./cmd
 # The CNI loopback plugin: RUN steps get a network namespace of their own with
 # only lo (buildkitd's CNI network mode), never the sandbox's loopback where the
 # channel ports listen.
@@ -81,6 +87,7 @@ build_module cni-plugins github.com/containernetworking/plugins "$CNI_PLUGINS_VE
 plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 mkdir -p "$plugins"
 ln -sfn "$BIN/docker-buildx" "$plugins/docker-buildx"
+ln -sfn "$BIN/docker-compose" "$plugins/docker-compose"
 # Arca's own Go tools: rebuilt only when their non-test sources, go.mod/go.sum
 # or the Go toolchain change (hash kept in a stamp file).
 build_own_go_tool() { # name source-dir
