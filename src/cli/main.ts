@@ -1,4 +1,4 @@
-import { errorMessage } from "../util/index.js";
+import { errorMessage, noSpaceMessage } from "../util/index.js";
 import { type CommandIO, processIO } from "./io.js";
 
 const USAGE = `Usage: arca COMMAND
@@ -36,7 +36,7 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
         return 1;
     }
   } catch (err) {
-    io.stderr.write(`arca: ${errorMessage(err)}\n`);
+    io.stderr.write(`arca: ${noSpaceMessage(err) ?? errorMessage(err)}\n`);
     return 1;
   }
 }

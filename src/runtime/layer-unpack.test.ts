@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
@@ -6,11 +7,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, test } from "node:test";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { RuntimeError } from "./errors.js";
 import { ensureLayer } from "./layer-unpack.js";
 import { mountOverlay, unmount } from "./overlay.js";
+
+const run = promisify(execFile);
 
 type Entry = { name: string; type?: "file" | "directory"; body?: string };
 
@@ -92,4 +96,19 @@ test("entries escaping the layer and diff ID mismatches are refused", async () =
   const wrong = { ...good, diffId: `sha256:${"0".repeat(64)}` };
   await assert.rejects(ensureLayer(layers, wrong), /diff ID mismatch/);
   assert.equal(existsSync(join(layers, "sha256", "0".repeat(64))), false);
+});
+
+test("a full disk is reported as no space left on the layer's directory", async () => {
+  const small = join(root, "small");
+  await mkdir(small);
+  await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", small]);
+  try {
+    const big = layerOf(await tarOf([{ name: "big", body: "x".repeat(3 << 20) }]));
+    await assert.rejects(
+      ensureLayer(small, big),
+      (e) => e instanceof RuntimeError && new RegExp(`^no space left on ${small}/tmp/`).test(e.message),
+    );
+  } finally {
+    await run("umount", [small]);
+  }
 });

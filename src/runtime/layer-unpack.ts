@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, rm, stat, statfs } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { PassThrough, type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -156,6 +156,16 @@ export async function unpackLayer(
     if (code !== 0) throw new RuntimeError("rootfs_failed", `tar exited with ${code}: ${stderr.trim()}`);
   } catch (err) {
     child.kill("SIGKILL");
+    // A full disk shows up as tar's short writes or ENOSPC: name the place, not the tool.
+    if (
+      (err as NodeJS.ErrnoException).code === "ENOSPC" ||
+      /No space left on device|Wrote only \d+ of \d+ bytes/.test(stderr) ||
+      (await nearlyFull(dir))
+    ) {
+      throw new RuntimeError("rootfs_failed", `no space left on ${dir}: unpacking layer ${diffId} failed`, {
+        cause: err,
+      });
+    }
     if (err instanceof RuntimeError) throw err;
     throw new RuntimeError("rootfs_failed", `unpacking layer ${diffId}: ${(err as Error).message}`, {
       cause: err,
@@ -164,6 +174,16 @@ export async function unpackLayer(
   const actual = `sha256:${hash.digest("hex")}`;
   if (actual !== diffId)
     throw new RuntimeError("rootfs_failed", `layer diff ID mismatch: expected ${diffId}, got ${actual}`);
+}
+
+/** Less than 1 MiB left for unprivileged writes where dir lives (tar's errors do not always say ENOSPC). */
+async function nearlyFull(dir: string): Promise<boolean> {
+  try {
+    const st = await statfs(dir);
+    return st.bavail * st.bsize < 1 << 20;
+  } catch {
+    return false;
+  }
 }
 
 function safeName(name: string, what: string): string {

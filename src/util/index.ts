@@ -1,3 +1,4 @@
 export { abortReason, sleep, throwIfAborted } from "./abort.js";
 export { ArcaError, CodedError, type ErrorKind, errorMessage, findArcaError } from "./errors.js";
+export { noSpaceMessage } from "./no-space.js";
 export { ownedTempName, type SweepReport, sweepOrphanedTemps, tempOwner } from "./owned-temp.js";
