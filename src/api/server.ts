@@ -11,18 +11,29 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
+/** A client gets this long to send a request's headers (Node's default; dockerd allows as long). */
+const HEADERS_TIMEOUT_MS = 60_000;
+
 /** The Engine API HTTP server: versioned and unversioned paths, JSON errors, hijacked upgrades. */
-export function createApiServer(router: Router, opts: { log?: (line: string) => void } = {}): ApiServer {
-  const server = http.createServer((req, res) => {
+export function createApiServer(
+  router: Router,
+  opts: { log?: (line: string) => void; headersTimeoutMs?: number } = {},
+): ApiServer {
+  const headersTimeout = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  // Node checks the timeout this often (30 s by default, i.e. up to 90 s in all).
+  const connectionsCheckingInterval = Math.max(250, Math.min(5_000, headersTimeout / 4));
+  const server = http.createServer({ connectionsCheckingInterval }, (req, res) => {
     void dispatch(router, req, res).catch((err) => {
       // Client errors are answers, not incidents: only 5xx get logged.
       if (httpStatusFor(err) >= 500) opts.log?.(`${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
       sendError(res, err);
     });
   });
-  // Builds stream for minutes; never time a request out.
+  // A connection trickling its headers is dropped. Once they are in, nothing is timed: build
+  // contexts and loads upload for as long as they take, and responses (builds, logs -f, events,
+  // hijacked exec and /grpc) stream for as long as they last.
+  server.headersTimeout = headersTimeout;
   server.requestTimeout = 0;
-  server.headersTimeout = 0;
   server.on("upgrade", (req, socket, head) => {
     void dispatchUpgrade(router, req, socket, head).catch((err) => {
       opts.log?.(`upgrade ${req.method} ${req.url}: ${(err as Error)?.stack ?? err}`);
