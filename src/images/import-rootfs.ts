@@ -9,6 +9,7 @@ import type { ImageConfig, ImageStore } from "./image-store.js";
 import { MediaTypes } from "./media-types.js";
 import { hostPlatform } from "./platform.js";
 import { formatReference, parseNormalizedTagged } from "./reference.js";
+import { RootfsGuard } from "./rootfs-guard.js";
 
 export interface ImportOptions {
   /** Name to tag, e.g. `busybox:local`; untagged when omitted. */
@@ -24,7 +25,8 @@ export interface ImportOptions {
 
 /**
  * Like `docker import`: one rootfs tarball (plain or gzip) becomes a single gzip layer. The tar is streamed
- * once; the uncompressed diffID and the compressed digest are hashed on the way through.
+ * once; the uncompressed diffID and the compressed digest are hashed on the way through, and entries that
+ * could land outside the rootfs refuse the whole import (RootfsGuard).
  */
 export async function importRootfs(
   store: ImageStore,
@@ -43,7 +45,7 @@ export async function importRootfs(
   const gzip = createGzip();
   const plain = await decompressor(input);
   const [, layer] = await Promise.all([
-    pipeline(input, plain, diffHasher, gzip, { signal: opts.signal }),
+    pipeline(input, plain, new RootfsGuard(), diffHasher, gzip, { signal: opts.signal }),
     store.content.ingest(gzip, { signal: opts.signal }),
   ]);
   const diffId = hashDigest(diffHash);
