@@ -12,7 +12,12 @@ test("the version comes from the dockerfile/X.Y.Z word of -version output", () =
 });
 
 test("an unstamped binary is refused with the command that rebuilds it", () => {
-  for (const out of ["x pkg 0.0.0+unknown \n", "", "x pkg dockerfile/1.26 rev", "x pkg mydockerfile/1.2.3 r"]) {
+  for (const out of [
+    "x pkg 0.0.0+unknown \n",
+    "",
+    "x pkg dockerfile/1.26 rev",
+    "x pkg mydockerfile/1.2.3 r",
+  ]) {
     assert.throws(
       () => parseFrontendVersion(out),
       (err: unknown) =>
