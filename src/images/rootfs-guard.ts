@@ -50,7 +50,7 @@ export class RootfsGuard extends Transform {
     });
   }
 
-  #check(h: tar.Headers): void {
+  #check(h: tar.Header): void {
     const rel = rootfsPath(h.name);
     const parts = rel.split("/");
     for (let i = 1; i < parts.length; i++) {
@@ -76,7 +76,8 @@ export class RootfsGuard extends Transform {
   override _flush(cb: TransformCallback): void {
     if (this.#error) return cb(this.#error);
     const done = Promise.race([once(this.#extract, "finish"), once(this.#extract, "close")]);
-    this.#extract.end();
+    // streamx's end() takes an optional last chunk (the typings insist on one).
+    (this.#extract as unknown as { end(): void }).end();
     done.then(
       () => cb(this.#error),
       (err: Error) => cb(this.#error ?? err),
