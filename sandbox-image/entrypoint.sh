@@ -2,8 +2,11 @@
 # PID 1 of the arca-buildkit sandbox (busybox sh).
 #
 # Starts arca-proxy (the only way in or out: buildkitd's API on the channel
-# socket, and the reverse path to Arca's registry), waits until it is ready,
-# then runs buildkitd on loopback TCP.
+# socket, the reverse path to Arca's registry, and the egress listener that
+# carries buildkitd's and RUN steps' traffic to the daemon's egress proxy),
+# waits until it is ready, loads the step firewall, then runs buildkitd on
+# loopback TCP with its network mode from buildkitd.toml (CNI: every RUN
+# step gets its own namespace on the step bridge, never the sandbox's).
 #
 # Why this shell stays PID 1 instead of `exec buildkitd`: after an exec
 # nothing would be left to stop the proxy when buildkitd exits, and a proxy
@@ -35,7 +38,8 @@ rm -f "$READY"
   trap '[ -n "$p" ] && kill -TERM "$p" 2>/dev/null' TERM
   /usr/local/bin/arca-proxy \
     --forward unix:/run/arca/buildkitd.sock=tcp:127.0.0.1:8088 \
-    --forward tcp:127.0.0.1:5000=unix:/run/arca/registry.sock \
+    --forward tcp:127.0.0.1:5991=unix:/run/arca/registry.sock \
+    --forward tcp:0.0.0.0:3128=unix:/run/arca/egress.sock \
     --unix-mode 0660 \
     --ready-file "$READY" &
   p=$!
@@ -96,13 +100,29 @@ if [ -n "$stopping" ]; then
   exit 143
 fi
 
-# The container has only lo; RUN steps get no network because every build
-# sends force-network-mode=none, so the host-network worker mode adds none.
+# Steps on the bridge reach the egress listener and nothing else. Fail
+# closed: without the firewall, buildkitd does not start.
+if ! /usr/sbin/nft -f /etc/arca/step-firewall.nft; then
+  echo "arca-entrypoint: cannot load the step firewall" >&2
+  stop_proxy
+  exit 1
+fi
+
+# The daemon writes the per-daemon configuration into the channel: registry
+# settings (buildkitd.toml) and buildkitd's egress proxy (buildkitd.env:
+# HTTP(S)_PROXY with buildkitd's own credential). Never --oci-worker-net=host:
+# that flag would override the CNI network mode of the toml.
+config=/etc/buildkit/buildkitd.toml
+[ -f /run/arca/buildkitd.toml ] && config=/run/arca/buildkitd.toml
+if [ -f /run/arca/buildkitd.env ]; then
+  set -a
+  . /run/arca/buildkitd.env
+  set +a
+fi
 buildkitd \
   --addr tcp://127.0.0.1:8088 \
-  --config /etc/buildkit/buildkitd.toml \
-  --root /var/lib/buildkit \
-  --oci-worker-net=host &
+  --config "$config" \
+  --root /var/lib/buildkit &
 bk=$!
 
 # wait returns early (status > 128) whenever a trapped signal arrives; only a

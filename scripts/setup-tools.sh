@@ -22,15 +22,22 @@ command -v xz >/dev/null 2>&1 || need_apt+=(xz-utils)
 command -v bzip2 >/dev/null 2>&1 || need_apt+=(bzip2)
 # The Python docker SDK (Debian's python3-docker), one of the clients the tests drive.
 [ -d /usr/lib/python3/dist-packages/docker ] || need_apt+=(python3-docker)
+# The stock dockerd 20.10 is the reference in conformance, tests and benches
+# (never Arca's engine); nft programs the sandbox's step-network firewall.
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The sandbox's trust roots for upstream registries and ADD https://.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 else
-  step "runc, busybox-static: present"
+  step "runc, busybox-static, docker.io, nftables: present"
 fi
 ln -sf "$(command -v runc)" "$BIN/runc"
+ln -sf "$(command -v nft)" "$BIN/nft"
 bb="$(command -v busybox || echo /bin/busybox)"
 ln -sf "$bb" "$BIN/busybox"
 
@@ -78,11 +85,17 @@ build_module buildx github.com/docker/buildx "$BUILDX_VERSION" \
 build_module compose github.com/docker/compose/v5 "$COMPOSE_VERSION" \
   "-X github.com/docker/compose/v5/internal.Version=$COMPOSE_VERSION" \
   "cmd=docker-compose" ./cmd
-# The CNI loopback plugin: RUN steps get a network namespace of their own with
-# only lo (buildkitd's CNI network mode), never the sandbox's loopback where the
-# channel ports listen.
+# The CNI plugins: RUN steps get a network namespace of their own (buildkitd's
+# CNI network mode), never the sandbox's loopback where the channel ports
+# listen: loopback alone for --network none, a bridge whose gateway carries
+# only the egress listener otherwise.
 build_module cni-plugins github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" "" \
-  "loopback=cni-loopback" ./plugins/main/loopback
+  "loopback=cni-loopback bridge=cni-bridge host-local=cni-host-local" \
+  ./plugins/main/loopback ./plugins/main/bridge ./plugins/ipam/host-local
+# distribution's registry: the real upstream registry in the egress and push tests.
+build_module registry github.com/distribution/distribution/v3 "$DISTRIBUTION_VERSION" \
+  "-X github.com/distribution/distribution/v3/version.version=$DISTRIBUTION_VERSION" \
+  "registry=registry" ./cmd/registry
 # The docker CLI finds plugins in ~/.docker/cli-plugins (or $DOCKER_CONFIG/cli-plugins).
 plugins="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
 mkdir -p "$plugins"
@@ -106,4 +119,6 @@ build_own_go_tool() { # name source-dir
 }
 build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
 build_own_go_tool arca-console-relay "$here/../tools/console-relay"
+# A static network probe the tests copy into RUN steps.
+build_own_go_tool arca-net-probe "$here/../tools/net-probe"
 step "tools ready in $BIN ($(( $(date +%s) - t0 )) s)"

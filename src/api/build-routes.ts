@@ -53,6 +53,7 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
           registryHost: deps.registryHost,
           allowPush: deps.allowPush,
           maxContextSize: deps.maxContextSize,
+          egress: deps.egress,
           jobs,
           imageIdFor,
           memo,

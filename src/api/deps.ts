@@ -1,3 +1,4 @@
+import type { EgressProxy } from "../egress/index.js";
 import type { ImageStore, RegistryServer } from "../images/index.js";
 import type { Runtime } from "../runtime/index.js";
 import type { BuildKitManager } from "../sandbox/index.js";
@@ -16,6 +17,8 @@ export interface ApiDeps {
   events: EventBus;
   /** Most bytes a POST /build context may take once decompressed. */
   maxContextSize?: number;
+  /** The daemon's egress proxy (the sandbox's only way out); RUN steps get a credential per build. */
+  egress?: EgressProxy;
   buildkitVersion: string;
   daemonName: string;
   log: (line: string) => void;

@@ -1,4 +1,5 @@
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { stepProxyAttrs } from "../buildkit/index.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 import { policyNetworkMode } from "./grpc-solve.js";
 
@@ -18,14 +19,25 @@ const NETWORK_MODE = "force-network-mode";
  * which wins over an earlier one for the same key as protobuf maps do.
  */
 export class GatewaySolveRewrite implements UnaryRewrite {
+  /** `stepProxy`: the egress proxy URL for RUN steps on the step network, if egress is on. */
+  constructor(private readonly stepProxy?: () => string | undefined) {}
+
   request(msg: Uint8Array): Uint8Array {
     const { frontend, opts } = readFrontend(msg);
     if (!frontend) return msg;
     const mode = policyNetworkMode(opts.get(NETWORK_MODE));
-    if (opts.get(NETWORK_MODE) === mode) return msg;
-    const entry = new BinaryWriter().tag(1, WireType.LengthDelimited).string(NETWORK_MODE);
-    entry.tag(2, WireType.LengthDelimited).string(mode);
-    const extra = new BinaryWriter().tag(FRONTEND_OPT_FIELD, WireType.LengthDelimited).bytes(entry.finish());
+    const set: Record<string, string> = {};
+    if (opts.get(NETWORK_MODE) !== mode) set[NETWORK_MODE] = mode;
+    const proxy = mode === "sandbox" ? this.stepProxy?.() : undefined;
+    if (proxy) Object.assign(set, stepProxyAttrs(proxy));
+    const entries = Object.entries(set);
+    if (entries.length === 0) return msg;
+    const extra = new BinaryWriter();
+    for (const [k, v] of entries) {
+      const entry = new BinaryWriter().tag(1, WireType.LengthDelimited).string(k);
+      entry.tag(2, WireType.LengthDelimited).string(v);
+      extra.tag(FRONTEND_OPT_FIELD, WireType.LengthDelimited).bytes(entry.finish());
+    }
     const tail = extra.finish();
     const out = new Uint8Array(msg.length + tail.length);
     out.set(msg);

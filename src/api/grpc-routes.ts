@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
-import type { BuildMemo } from "../build/index.js";
+import { type BuildEgressGrant, type BuildMemo, openBuildEgress } from "../build/index.js";
 import type { ControlClient } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
@@ -70,9 +70,19 @@ function serveGrpc(
   const upstream = client.connectHttp2(signal);
   // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
   const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
+  // One egress credential per client connection (one buildx invocation), made when a build first
+  // asks for the step network and released with the connection.
+  let egress: BuildEgressGrant | undefined;
+  const stepProxy = () => {
+    if (!deps.egress) return undefined;
+    egress ??= openBuildEgress(deps.egress, [], () => {});
+    return egress.stepProxy;
+  };
   return new Promise((resolve) => {
     let session: http2.ServerHttp2Session | undefined;
     const done = () => {
+      egress?.finish();
+      egress = undefined;
       upstream.destroy();
       session?.destroy();
       socket.destroy();
@@ -103,7 +113,7 @@ function serveGrpc(
       const path = String(headers[":path"]);
       // Classic builds answered from memory would outlive the cache this prunes.
       if (path === PRUNE_PATH) memo.clear();
-      const rewrite = rewriteFor(path, deps, stream);
+      const rewrite = rewriteFor(path, deps, stream, stepProxy);
       forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
     };
     server.on("stream", onStream);
@@ -119,14 +129,15 @@ function rewriteFor(
   path: string,
   deps: ApiDeps,
   stream: http2.ServerHttp2Stream,
+  stepProxy: () => string | undefined,
 ): UnaryRewrite | ResponseStreamRewrite | undefined {
   if (path === SOLVE_PATH) {
     // The Solve call lasts as long as the build; its push grant ends with it.
     const ended = new AbortController();
     stream.once("close", () => ended.abort());
-    return new SolveRewrite({ ...deps, signal: ended.signal });
+    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy });
   }
-  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite();
+  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(stepProxy);
   if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost);
   return undefined;
 }

@@ -49,7 +49,7 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
   assert.equal(out.ExporterDeprecated, "image");
   assert.equal(out.ExporterAttrsDeprecated.push, "true");
   assert.deepEqual(out.Entitlements, ["device"]);
-  assert.equal(out.FrontendAttrs["force-network-mode"], "none");
+  assert.equal(out.FrontendAttrs["force-network-mode"], "sandbox");
   assert.equal(out.FrontendAttrs.filename, "Dockerfile");
   assert.ok(Buffer.from(toBinary(SolveRequestSchema, out)).includes(Buffer.from("policy-session")));
 });
@@ -109,14 +109,22 @@ function frontendOpt(msg: Uint8Array): Record<string, string> {
   return out;
 }
 
-test("LLBBridge.Solve: a frontend solve gets force-network-mode=none unless host was asked for", () => {
-  const rw = new GatewaySolveRewrite();
+test("LLBBridge.Solve: frontend solves get the step network and its proxy unless they ask for none or host", () => {
+  const proxy = "http://build-1:tok@10.89.0.1:3128";
+  const rw = new GatewaySolveRewrite(() => proxy);
   const plain = gatewayRequest("dockerfile.v0", [["filename", "Dockerfile"]]);
-  assert.deepEqual(frontendOpt(rw.request(plain)), { filename: "Dockerfile", "force-network-mode": "none" });
-  const sandbox = gatewayRequest("dockerfile.v0", [["force-network-mode", "sandbox"]]);
-  assert.deepEqual(frontendOpt(rw.request(sandbox)), { "force-network-mode": "none" });
+  const opts = frontendOpt(rw.request(plain));
+  assert.equal(opts.filename, "Dockerfile");
+  assert.equal(opts["force-network-mode"], "sandbox");
+  assert.equal(opts["build-arg:HTTPS_PROXY"], proxy);
+  assert.equal(opts["build-arg:http_proxy"], proxy);
+  assert.equal(opts["build-arg:NO_PROXY"], "localhost,127.0.0.1,::1");
+  const none = gatewayRequest("dockerfile.v0", [["force-network-mode", "none"]]);
+  assert.deepEqual(rw.request(none), none, "none stays, with no proxy");
   const host = gatewayRequest("dockerfile.v0", [["force-network-mode", "host"]]);
   assert.deepEqual(rw.request(host), host, "host stays (the entitlement check refuses it)");
   const llb = gatewayRequest("", []);
   assert.deepEqual(rw.request(llb), llb, "plain LLB solves have no frontend options");
+  const noEgress = gatewayRequest("dockerfile.v0", [["force-network-mode", "sandbox"]]);
+  assert.deepEqual(new GatewaySolveRewrite().request(noEgress), noEgress);
 });

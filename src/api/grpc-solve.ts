@@ -4,6 +4,7 @@ import {
   imageExportAttrs,
   SolveRequestSchema,
   SolveResponseSchema,
+  stepProxyAttrs,
 } from "../buildkit/index.js";
 import {
   formatReference,
@@ -23,13 +24,14 @@ const DENIED_ENTITLEMENTS = new Set(["network.host", "security.insecure"]);
 const MOBY_ONLY_ATTRS = ["prefer-image-digest", "unpack", "store"];
 
 /**
- * RUN steps get no network unless the build asks for the host's (which then
- * needs the network.host entitlement, and the policy grants none). Anything
- * else, "sandbox" included, would share the sandbox's loopback with
- * buildkitd and so reach the registry endpoint on it.
+ * RUN steps get the step network ("sandbox": their own namespace on the step
+ * bridge, where only the egress proxy answers) unless they ask for none. The
+ * host's network needs the network.host entitlement, which the policy never
+ * grants, so "host" stays as asked and BuildKit refuses it.
  */
-export function policyNetworkMode(requested: string | undefined): string {
-  return requested === "host" ? "host" : "none";
+export function policyNetworkMode(requested: string | undefined): "none" | "host" | "sandbox" {
+  if (requested === "none" || requested === "host") return requested;
+  return "sandbox";
 }
 
 export interface SolveRewriteDeps {
@@ -40,6 +42,8 @@ export interface SolveRewriteDeps {
   allowPush: RegistryServer["allowPush"];
   /** Aborts when the call ends: the push grants end with it. */
   signal: AbortSignal;
+  /** The egress proxy URL for RUN steps on the step network (this client's credential), if egress is on. */
+  stepProxy?: () => string | undefined;
 }
 
 /**
@@ -75,7 +79,10 @@ export class SolveRewrite implements UnaryRewrite {
     }
     req.Entitlements = req.Entitlements.filter((e) => !DENIED_ENTITLEMENTS.has(e));
     if (req.Frontend) {
-      req.FrontendAttrs["force-network-mode"] = policyNetworkMode(req.FrontendAttrs["force-network-mode"]);
+      const mode = policyNetworkMode(req.FrontendAttrs["force-network-mode"]);
+      req.FrontendAttrs["force-network-mode"] = mode;
+      const proxy = mode === "sandbox" ? this.deps.stepProxy?.() : undefined;
+      if (proxy) Object.assign(req.FrontendAttrs, stepProxyAttrs(proxy));
     }
     return toBinary(SolveRequestSchema, req);
   }

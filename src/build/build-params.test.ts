@@ -25,7 +25,7 @@ describe("POST /build parameters", () => {
     assert.equal(p.version, "1");
     assert.equal(p.noCache, true);
     assert.equal(p.pull, false);
-    assert.equal(p.network, "none");
+    assert.equal(p.network, "sandbox");
     assert.deepEqual(p.extraHosts, ["db=10.0.0.2"]);
     // What the docker CLI sends when no limit is set passes.
     const cli = parse(

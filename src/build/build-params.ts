@@ -18,7 +18,7 @@ export interface BuildParams {
   pull: boolean;
   cacheFrom: string[];
   platform?: string;
-  network: "none" | "host";
+  network: "sandbox" | "none" | "host";
   /** `host=ip`, as BuildKit's add-hosts wants them. */
   extraHosts: string[];
   shmSize: number;
@@ -191,9 +191,14 @@ function normalizeTags(inputs: string[]): string[] {
   return [...out];
 }
 
-/** BuildKit's force-network-mode: only none and host exist there; "" and "default" mean Arca's default, none. */
-function networkMode(mode: string): "none" | "host" {
-  if (mode === "" || mode === "default" || mode === "none") return "none";
+/**
+ * BuildKit's force-network-mode: "" and "default" are the step network
+ * ("sandbox": only the egress proxy is reachable), none is lo only, host is
+ * refused by the entitlement policy.
+ */
+function networkMode(mode: string): "sandbox" | "none" | "host" {
+  if (mode === "" || mode === "default") return "sandbox";
+  if (mode === "none") return "none";
   if (mode === "host") return "host";
   throw new BuildError("rejected", `network mode ${JSON.stringify(mode)} not supported by buildkit`);
 }

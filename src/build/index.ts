@@ -1,5 +1,5 @@
+export { type BuildEgressGrant, openBuildEgress } from "./build-egress.js";
 export { BuildJobs } from "./build-jobs.js";
-export { sweepBuildTemps } from "./build-temps.js";
 export { BuildMemo, type MemoImages, type MemoizedBuild } from "./build-memo.js";
 export {
   type BuildParams,
@@ -7,6 +7,7 @@ export {
   decodeRegistryConfig,
   parseBuildParams,
 } from "./build-params.js";
+export { sweepBuildTemps } from "./build-temps.js";
 export { type PruneOptions, type PruneReport, parsePruneParams, pruneBuildCache } from "./cache-prune.js";
 export { buildCacheUsage, type CacheRecord, goTime } from "./cache-usage.js";
 export { ClassicOutput, type ClassicOutputOptions } from "./classic-output.js";

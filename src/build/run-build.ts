@@ -9,8 +9,10 @@ import {
   mapStatusText,
   type SourceFS,
 } from "../buildkit/index.js";
+import type { EgressProxy } from "../egress/index.js";
 import { familiarName, type PushGrant, storeExportText } from "../images/index.js";
 import { ownedTempName } from "../util/index.js";
+import { type BuildEgressGrant, openBuildEgress } from "./build-egress.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
 import type { BuildParams } from "./build-params.js";
@@ -33,6 +35,8 @@ export interface ImageBuildDeps {
   jobs: BuildJobs;
   /** Most bytes a context archive may take once decompressed (--max-context-size); default no cap. */
   maxContextSize?: number;
+  /** The daemon's egress proxy: RUN steps on the step network reach it with a credential of their build. */
+  egress?: EgressProxy;
   /** Image ID for a reference, when the store has it (printed after FROM in classic output). */
   imageIdFor?: (ref: string) => string | undefined;
   /** Repeats of unchanged builds answered from memory (see BuildMemo), with the store they are checked against. */
@@ -168,8 +172,17 @@ async function streamBuild(
     : undefined;
   const recorder = memoKey ? new ProgressRecorder() : undefined;
   let grant: PushGrant | undefined;
+  let egress: BuildEgressGrant | undefined;
+  const say = (line: string) => out.emit({ stream: `${line}\n` });
+  // The summary goes before the closing lines: clients stop reading at an error.
+  const closeEgress = (print: boolean) => {
+    const summary = egress?.finish();
+    egress = undefined;
+    if (summary && print) say(summary);
+  };
   try {
     grant = deps.allowPush(params.tags, signal);
+    if (deps.egress && params.network === "sandbox") egress = openBuildEgress(deps.egress, params.tags, say);
     const client = await deps.client(signal);
     const result = await build({
       client,
@@ -181,6 +194,7 @@ async function streamBuild(
       platform: params.platform,
       pull: params.pull,
       network: params.network,
+      stepProxy: egress?.stepProxy,
       addHosts: params.extraHosts,
       shmSize: params.shmSize,
       ulimits: params.ulimits,
@@ -203,15 +217,18 @@ async function streamBuild(
     if (memoKey && recorder && result.imageDigest && deps.memo) {
       remember(deps.memo, memoKey, recorder, imageId, result.imageDigest);
     }
+    closeEgress(true);
     succeed(out, classic, req, imageId);
     return { imageId };
   } catch (err) {
     classic?.finish({ failed: true });
+    closeEgress(true);
     const f = buildFailure(err, classicMode);
     out.failed(errorMessageLine(f.message, f.code));
     return { error: f.message };
   } finally {
     grant?.release();
+    closeEgress(false);
   }
 }
 

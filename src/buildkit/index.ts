@@ -8,6 +8,7 @@ export {
   imageExportAttrs,
   waitReady,
 } from "./engine/build.js";
+export { stepProxyAttrs } from "./engine/frontend-attrs.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
 export {

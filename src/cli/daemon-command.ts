@@ -7,18 +7,22 @@ import { createRegistryServer, familiarName, ImageStore, serveGrantSocket } from
 import { createRuntime } from "../runtime/index.js";
 import {
   BuildKitManager,
+  defaultGcKeepBytes,
   pinnedBuildkitVersion,
   requireTool,
   SANDBOX_REGISTRY_HOST,
   toolsBin,
 } from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
+import { openDaemonEgress } from "./daemon-egress.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
 import { defaultSocketPath } from "./default-socket.js";
 import type { CommandIO } from "./io.js";
+import { parseByteSize, parseSandboxLimits } from "./sandbox-limits.js";
 
 const HELP = `Usage: arca daemon [--data-root DIR] [--socket unix:///run/arca/arca.sock]
+                   [--sandbox-pids-limit N] [--sandbox-memory SIZE]
 
 Runs Arca: the image store, its registry endpoint on the sandbox channel, and
 BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGTERM
@@ -26,6 +30,12 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
 
   --socket ADDR            API socket (default unix:///run/arca/arca.sock as root,
                            unix://$XDG_RUNTIME_DIR/arca.sock otherwise)
+  --max-context-size SIZE  most a POST /build context may take decompressed (default 20g)
+  --sandbox-pids-limit N   most processes in the sandbox, builds included (default 32768; 0: none)
+  --sandbox-memory SIZE    its memory limit, e.g. 8g (default 3/4 of the host's memory; 0: none)
+  --egress-policy FILE     the egress policy (default <data root>/egress.json; audit mode if absent);
+                           reloaded on SIGHUP and \`arca egress reload\`
+  --insecure-registry HOST[:PORT]  a registry reached over plain HTTP (repeatable)
 `;
 
 export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -34,6 +44,11 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     options: {
       "data-root": { type: "string" },
       socket: { type: "string", short: "H" },
+      "max-context-size": { type: "string" },
+      "sandbox-pids-limit": { type: "string" },
+      "sandbox-memory": { type: "string" },
+      "egress-policy": { type: "string" },
+      "insecure-registry": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -41,6 +56,10 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     io.stdout.write(HELP);
     return 0;
   }
+  const limits = parseSandboxLimits({ pids: values["sandbox-pids-limit"], memory: values["sandbox-memory"] });
+  // Decompressed, not as sent: a 28 MB gzip can inflate to gigabytes of spool.
+  const maxContextSize = parseByteSize(values["max-context-size"] ?? "20g");
+  if (maxContextSize === 0) throw new Error("--max-context-size must be above 0");
   const t0 = performance.now();
   const say = (l: string) => io.stderr.write(`arca: ${l}\n`);
   const dataRoot = resolveDataRoot(values["data-root"]);
@@ -78,6 +97,14 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }),
     );
     cleanup.push(unsubscribe);
+    // The sandbox's only way out: builds, buildkitd and the daemon's own registry traffic go through it.
+    const egress = await openDaemonEgress({ dataRoot, policyFile: values["egress-policy"], log: say });
+    cleanup.push(() => egress.close());
+    const onHup = () => void egress.reload();
+    process.on("SIGHUP", onHup);
+    cleanup.push(() => {
+      process.off("SIGHUP", onHup);
+    });
     const version = await pinnedBuildkitVersion();
     const manager = new BuildKitManager({
       dataRoot,
@@ -86,10 +113,19 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       runtime,
       buildkitVersion: version,
       log: say,
+      limits,
+      // Sized to the disk as dockerd's builder GC is (not a fixed 10 GiB).
+      gcKeepBytes: await defaultGcKeepBytes(dataRoot),
+      egressCredential: egress.buildkitdCredential,
+      registries: {
+        insecure: values["insecure-registry"] ?? [],
+        certsDir: path.join(dataRoot, "certs.d"),
+      },
     });
     await manager.prepareChannel();
+    await egress.proxy.listen(manager.egressSocket, { sharedGroup: manager.channelGroup });
     const registry = createRegistryServer(store);
-    await registry.listen(`unix://${manager.registrySocket}`);
+    await registry.listen(`unix://${manager.registrySocket}`, { sharedGroup: manager.channelGroup });
     cleanup.push(() => registry.close());
     // `arca build` (BuildKit driven by the CLI) asks here for its push grant; the run dir is private.
     const grantSocket = path.join(dataRoot, "run", "registry-grants.sock");
@@ -105,6 +141,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
         buildkit: manager,
         registryHost: SANDBOX_REGISTRY_HOST,
         allowPush: registry.allowPush,
+        maxContextSize,
+        egress: egress.proxy,
         events,
         buildkitVersion: version,
         daemonName: `arca-${process.pid}`,

@@ -14,7 +14,7 @@ before(async () => {
   // A tools dir of symlinks to the real tools, with busybox as a STAND-IN for arca-proxy.
   const bin = path.join(tmp, "tools", "bin");
   await mkdir(bin, { recursive: true });
-  for (const t of ["buildkitd", "buildctl", "runc", "cni-loopback"]) {
+  for (const t of ["buildkitd", "buildctl", "runc", "cni-loopback", "cni-bridge", "cni-host-local", "nft"]) {
     await symlink(await realpath(path.join(toolsBin(), t)), path.join(bin, t));
   }
   await symlink("/usr/bin/busybox", path.join(bin, "busybox"));

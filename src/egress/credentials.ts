@@ -20,8 +20,8 @@ export interface EgressCredential {
 export class CredentialTable {
   private readonly byPassword = new Map<string, { username: string; client: EgressClient }>();
 
-  register(client: EgressClient): EgressCredential {
-    const password = randomBytes(18).toString("base64url");
+  /** `password`: reuse a persisted one (buildkitd's survives daemon restarts, so the sandbox need not restart). */
+  register(client: EgressClient, password = randomBytes(18).toString("base64url")): EgressCredential {
     const username = client.id;
     this.byPassword.set(password, { username, client: { ...client, tags: [...client.tags] } });
     const table = this.byPassword;

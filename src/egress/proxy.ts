@@ -66,9 +66,9 @@ export class EgressProxy {
   }
 
   /** Serves the proxy on a unix socket (the sandbox's egress listener forwards to it). */
-  async listen(socketPath: string): Promise<void> {
+  async listen(socketPath: string, opts: { sharedGroup?: number } = {}): Promise<void> {
     const server = await this.createServer();
-    await listen(`unix://${socketPath}`, server, { socketMode: this.opts.socketMode ?? 0o660 });
+    await listen(`unix://${socketPath}`, server, { ...opts, socketMode: this.opts.socketMode ?? 0o660 });
     this.servers.push(server);
   }
 
@@ -81,8 +81,8 @@ export class EgressProxy {
   }
 
   /** A fresh random credential for a client; requests with it are attributed to the client until release(). */
-  register(client: EgressClient): EgressCredential {
-    return this.credentials.register(client);
+  register(client: EgressClient, password?: string): EgressCredential {
+    return this.credentials.register(client, password);
   }
 
   /** Totals of a client's requests so far (kept after release, for the closing line of a build). */

@@ -1,22 +1,32 @@
-import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { type ControlClient, createControlClient, waitReady } from "../buildkit/index.js";
 import type { ImageStore } from "../images/index.js";
 import type { ContainerSpec, Runtime } from "../runtime/index.js";
 import { parseDialAddress } from "../transport/index.js";
 import { abortReason } from "../util/index.js";
+import { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
 import {
   assembleSandboxImage,
   ensureFrontendImage,
   loadSandboxImage,
   SANDBOX_IMAGE_REPOSITORY,
+  SANDBOX_REGISTRY_HOST,
 } from "./image/index.js";
+import {
+  SANDBOX_USERNS,
+  type SandboxLimits,
+  sandboxIsolation,
+  shareChannel,
+  specVersion,
+} from "./sandbox-isolation.js";
 
 /** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
 const QUIET_START_MS = 3000;
 
 export const SANDBOX_NAME = SANDBOX_IMAGE_REPOSITORY;
 export const CACHE_VOLUME = "buildkit-cache";
+/** Label with the version of the sandbox's spec: a container without the current one is recreated. */
+const SPEC_LABEL = "com.arca.sandbox-spec";
 
 export interface BuildKitManagerOptions {
   dataRoot: string;
@@ -25,6 +35,13 @@ export interface BuildKitManagerOptions {
   runtime: Runtime;
   buildkitVersion: string;
   log?: (line: string) => void;
+  /** cgroup limits of the sandbox (buildkitd and every RUN step share them). */
+  limits?: SandboxLimits;
+  /** Insecure registries and CA certificates, shared with BuildKit through buildkitd.toml. */
+  registries?: RegistrySettings;
+  /** buildkitd's egress proxy credential (`user:password`); without it buildkitd has no way out. */
+  egressCredential?: string;
+  gcKeepBytes?: number;
 }
 
 export interface SandboxStatus {
@@ -56,6 +73,16 @@ export class BuildKitManager {
     return `unix://${path.join(this.channelDir, "buildkitd.sock")}`;
   }
 
+  /** The group through which the channel directory is shared with the sandbox's root. */
+  get channelGroup(): number {
+    return SANDBOX_USERNS.hostId;
+  }
+
+  /** Where the daemon must serve its egress proxy for the sandbox (buildkitd and RUN steps). */
+  get egressSocket(): string {
+    return path.join(this.channelDir, "egress.sock");
+  }
+
   /** Where the daemon must serve its registry endpoint for the sandbox. */
   get registrySocket(): string {
     return path.join(this.channelDir, "registry.sock");
@@ -66,7 +93,8 @@ export class BuildKitManager {
   }
 
   async prepareChannel(): Promise<void> {
-    await mkdir(this.channelDir, { recursive: true, mode: 0o700 });
+    // Root's, group-shared with the sandbox's root (its user namespace); see shareChannel.
+    await shareChannel(this.channelDir);
   }
 
   /** Assembles/loads the image, ensures and starts the container, waits for BuildKit. */
@@ -82,6 +110,13 @@ export class BuildKitManager {
     const t0 = performance.now();
     const log = this.opts.log ?? (() => {});
     await this.prepareChannel();
+    const configChanged = await writeChannelConfig({
+      channelDir: this.channelDir,
+      registryHost: SANDBOX_REGISTRY_HOST,
+      registries: this.opts.registries,
+      egressCredential: this.opts.egressCredential,
+      gcKeepBytes: this.opts.gcKeepBytes,
+    });
     const assembled = await assembleSandboxImage({
       dataRoot: this.opts.dataRoot,
       toolsBin: this.opts.toolsBin,
@@ -93,7 +128,7 @@ export class BuildKitManager {
     log(loaded.loaded ? `loaded sandbox image ${loaded.imageId}` : "sandbox image unchanged");
     // `# syntax=docker/dockerfile:1` resolves through the docker.io mirror: the store must hold it first.
     await ensureFrontendImage({ ...this.opts, signal, log });
-    const containerId = await this.#ensureContainer(name, loaded.imageId);
+    const containerId = await this.#ensureContainer(name, loaded.imageId, configChanged);
     const client = createControlClient(parseDialAddress(this.buildkitAddr));
     // buildkitd takes about a second to listen: early refusals are expected, only a slow start is news.
     const quietUntil = Date.now() + QUIET_START_MS;
@@ -123,21 +158,36 @@ export class BuildKitManager {
     return client;
   }
 
-  async #ensureContainer(image: string, imageId: string): Promise<string> {
+  async #ensureContainer(image: string, imageId: string, configChanged = false): Promise<string> {
     const rt = this.opts.runtime;
     const existing = tryInspect(rt, SANDBOX_NAME);
-    if (existing && existing.Image !== imageId) {
-      this.opts.log?.(`sandbox image changed: recreating ${SANDBOX_NAME}`);
+    const spec = this.#spec(image);
+    const version = spec.labels?.[SPEC_LABEL];
+    const current = existing && existing.Image === imageId && existing.Config.Labels[SPEC_LABEL] === version;
+    if (existing && !current) {
+      const why = existing.Image !== imageId ? "sandbox image changed" : "sandbox settings changed";
+      this.opts.log?.(`${why}: recreating ${SANDBOX_NAME}`);
+      const hadUserns = rt.get(existing.Id).spec.userns !== undefined;
       await rt.remove(SANDBOX_NAME, { force: true });
+      if (!hadUserns) {
+        // Written by a privileged sandbox: host-owned files and trusted.* overlay xattrs, which
+        // buildkitd in a user namespace reads as plain directories (userxattr). Start afresh.
+        this.opts.log?.(`BuildKit cache written by a privileged sandbox: clearing volume ${CACHE_VOLUME}`);
+        await rt.removeVolume(CACHE_VOLUME);
+      }
     }
-    const id = existing && existing.Image === imageId ? existing.Id : (await rt.create(this.#spec(image))).id;
+    const id = current ? existing.Id : (await rt.create(spec)).id;
     const info = rt.inspect(id);
-    if (!info.State.Running) await rt.start(info.Id);
+    if (info.State.Running && configChanged) {
+      this.opts.log?.(`sandbox configuration changed: restarting ${SANDBOX_NAME}`);
+      await rt.stop(info.Id, { timeoutSec: 10 });
+    }
+    if (!rt.inspect(id).State.Running) await rt.start(info.Id);
     return info.Id;
   }
 
   #spec(image: string): ContainerSpec {
-    return {
+    const spec: ContainerSpec = {
       name: SANDBOX_NAME,
       image,
       labels: { "com.arca.internal": "true", "com.arca.role": "buildkit" },
@@ -147,9 +197,12 @@ export class BuildKitManager {
         { type: "volume", source: CACHE_VOLUME, target: "/var/lib/buildkit" },
         { type: "bind", source: this.channelDir, target: "/run/arca" },
       ],
-      // buildkitd's OCI worker runs runc, mounts overlays and makes namespaces.
-      privileged: true,
+      // Not privileged: a user namespace of its own, the capabilities and seccomp profile BuildKit's
+      // OCI worker needs, read-only /sys and /proc/sys, cgroup limits (see sandbox-isolation.ts).
+      ...sandboxIsolation(this.opts.limits),
     };
+    spec.labels = { ...spec.labels, [SPEC_LABEL]: specVersion(spec) };
+    return spec;
   }
 
   /** The Control client once BuildKit is ready; waits (bounded by the signal) while it starts. */

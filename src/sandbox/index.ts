@@ -5,7 +5,15 @@ export {
   SANDBOX_NAME,
   type SandboxStatus,
 } from "./buildkit-manager.js";
-export { buildkitdConfig } from "./buildkitd-config.js";
+export {
+  buildkitdConfig,
+  EGRESS_PORT,
+  type RegistryHostConfig,
+  STEP_BRIDGE,
+  STEP_GATEWAY,
+  STEP_SUBNET,
+} from "./buildkitd-config.js";
+export { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
 export { defaultGcKeepBytes, gcKeepBytesForDisk } from "./gc-policy.js";
 export {
   assembleSandboxImage,
@@ -15,4 +23,10 @@ export {
   type SandboxImage,
   SandboxImageError,
 } from "./image/index.js";
+export {
+  DEFAULT_SANDBOX_PIDS_LIMIT,
+  defaultSandboxMemory,
+  SANDBOX_USERNS,
+  type SandboxLimits,
+} from "./sandbox-isolation.js";
 export { requireTool, toolsBin } from "./tools.js";

@@ -10,6 +10,12 @@ export interface ListenOptions {
   socketMode?: number;
   /** Bound on probing an existing socket file; default 1 s. */
   probeTimeoutMs?: number;
+  /**
+   * A group the socket's directory may be writable by (root's directory
+   * shared with a sandbox's root through this gid); others' write access
+   * is still refused.
+   */
+  sharedGroup?: number;
 }
 
 /**
@@ -27,7 +33,7 @@ export async function listen(
   switch (parsed.scheme) {
     case "unix": {
       const { path } = parsed;
-      await checkSocketOwnership(path);
+      await checkSocketOwnership(path, opts.sharedGroup);
       await removeStaleSocket(path, opts.probeTimeoutMs ?? 1000);
       await bind(server, { path }, address);
       try {

@@ -31,7 +31,7 @@ function refuse(socketPath: string, why: string): TransportError {
  * impostor) or swaps it afterwards. The socket file, if present, must be ours; its directory must be
  * ours or root's, and writable by others only when sticky (like /tmp, where others cannot remove ours).
  */
-export async function checkSocketOwnership(socketPath: string): Promise<void> {
+export async function checkSocketOwnership(socketPath: string, sharedGroup?: number): Promise<void> {
   const me = ownUid();
   const trusted = (uid: number) => uid === me || uid === 0;
   const dir = path.dirname(socketPath);
@@ -41,7 +41,8 @@ export async function checkSocketOwnership(socketPath: string): Promise<void> {
     if (!trusted(st.uid)) {
       throw refuse(socketPath, `its directory ${dir} belongs to uid ${st.uid}, not to uid ${me} or root`);
     }
-    if (follow && st.mode & 0o022 && !(st.mode & S_ISVTX)) {
+    const writableByOthers = st.mode & 0o002 || (st.mode & 0o020 && st.gid !== sharedGroup);
+    if (follow && writableByOthers && !(st.mode & S_ISVTX)) {
       throw refuse(socketPath, `its directory ${dir} is writable by other users and not sticky`);
     }
   }

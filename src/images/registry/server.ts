@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
-import { listen } from "../../transport/index.js";
+import { type ListenOptions, listen } from "../../transport/index.js";
 import { type Digest, digestOf, isDigest } from "../digest.js";
 import { ImageError } from "../errors.js";
 import type { ImageStore } from "../image-store.js";
@@ -17,7 +17,8 @@ export interface RegistryServerOptions {
 
 export interface RegistryServer {
   /** Listens on `unix:///path` or `tcp://host:port` (port 0 picks one); resolves with the bound address. */
-  listen(address: string): Promise<string>;
+  /** `opts.sharedGroup`: the channel directory is shared with the sandbox's root through this gid. */
+  listen(address: string, opts?: ListenOptions): Promise<string>;
   /**
    * Accepts pushes (blob uploads, manifests, tags) for these image names until the grant is released or
    * the signal aborts; everything else is refused with DENIED. Builds register their exporter's names here.
@@ -62,9 +63,9 @@ export function createRegistryServer(store: ImageStore, opts: RegistryServerOpti
       .finally(() => opts.log?.(`registry: ${req.method} ${req.url} -> ${res.statusCode}`));
   };
   return {
-    async listen(address: string): Promise<string> {
+    async listen(address: string, opts?: ListenOptions): Promise<string> {
       const server = createServer({ keepAliveTimeout: 30_000 }, handler);
-      const bound = await listen(address, server);
+      const bound = await listen(address, server, opts);
       servers.push(server);
       return bound;
     },

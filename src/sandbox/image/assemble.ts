@@ -4,7 +4,7 @@ import { mkdir, readFile, realpath, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { hostPlatform, MediaTypes } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
-import { buildkitdConfig, CNI_CONFIG } from "../buildkitd-config.js";
+import { buildkitdConfig, CNI_CONFIG, STEP_FIREWALL } from "../buildkitd-config.js";
 import { SandboxImageError } from "./errors.js";
 import {
   type AssembledImage,
@@ -24,7 +24,8 @@ export const ASSEMBLER_VERSION = 1;
 /** Repository part of the image name; the tag is the BuildKit version. */
 export const SANDBOX_IMAGE_REPOSITORY = "arca-buildkit";
 /** Where the sandbox reaches Arca's registry: the proxy's reverse rule listens here inside the sandbox. */
-export const SANDBOX_REGISTRY_HOST = "127.0.0.1:5000";
+/** Arca's registry endpoint inside the sandbox: off 5000, the port people give a local registry. */
+export const SANDBOX_REGISTRY_HOST = "127.0.0.1:5991";
 /**
  * Level 1: the layer is mostly Go binaries; measured here level 6 took 2.3 s against 1.1 s for an 8 %
  * smaller blob, and the image is only ever read from local disk.
@@ -88,6 +89,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
   });
   const buildkitdToml = buildkitdConfig({ registryHost: SANDBOX_REGISTRY_HOST });
   const cniConfig = CNI_CONFIG;
+  const stepFirewall = STEP_FIREWALL;
   const tools = await resolveTools(opts.toolsBin, opts.busybox);
   const platform = hostPlatform();
   const key: InputKey = {
@@ -100,6 +102,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
       entrypoint: sha256(entrypoint),
       buildkitdToml: sha256(buildkitdToml),
       cniConfig: sha256(cniConfig),
+      stepFirewall: sha256(stepFirewall),
     },
     tools: { ...tools },
   };
@@ -115,7 +118,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
 
   throwIfAborted(opts.signal);
   progress(`assembling ${refName} from ${opts.toolsBin}`);
-  const plan = await planRootfs(tools, { entrypoint, buildkitdToml, cniConfig }, opts.signal);
+  const plan = await planRootfs(tools, { entrypoint, buildkitdToml, cniConfig, stepFirewall }, opts.signal);
   const libs = plan.hostFiles.filter((f) => !Object.values(tools).includes(f));
   progress(`rootfs: ${plan.entries.length} entries; libraries: ${libs.join(" ") || "none"}`);
   const stamps = await stampFiles(plan.hostFiles);
@@ -213,6 +216,10 @@ async function resolveTools(toolsBin: string, busybox: string | undefined): Prom
     runc: await tool("runc"),
     busybox: await tool("busybox", busybox ?? defaultBusybox),
     cniLoopback: await tool("cni-loopback"),
+    cniBridge: await tool("cni-bridge"),
+    cniHostLocal: await tool("cni-host-local"),
+    nft: await tool("nft"),
+    caCertificates: await tool("ca-certificates", "/etc/ssl/certs/ca-certificates.crt"),
   };
 }
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, beforeEach, test } from "node:test";
@@ -35,6 +35,15 @@ echo $$ > /tmp/buildkitd.pid
 while :; do usleep 20000; done
 `;
 
+// Stand-in for nft: the test runs under chroot in the host's network namespace, where the real
+// nft would load the step firewall into the host.
+const NFT_STAND_IN = `#!/bin/sh
+echo "$*" > /tmp/nft.args
+[ -e /tmp/buildkitd.pid ] && touch /tmp/nft.after-buildkitd
+code=$(cat /tmp/nft.exit 2>/dev/null)
+exit \${code:-0}
+`;
+
 const execFileAsync = promisify(execFile);
 
 let tools: TestTools;
@@ -49,6 +58,8 @@ before(async () => {
   await unpackLayoutLayer(image.layoutDir, rootfs);
   await writeFile(path.join(rootfs, "usr/local/bin/arca-proxy"), PROXY_STAND_IN, { mode: 0o755 });
   await writeFile(path.join(rootfs, "usr/local/bin/buildkitd"), BUILDKITD_STAND_IN, { mode: 0o755 });
+  await rm(path.join(rootfs, "usr/sbin/nft"));
+  await writeFile(path.join(rootfs, "usr/sbin/nft"), NFT_STAND_IN, { mode: 0o755 });
   // runc gives the container a /dev; chroot does not, and sh opens /dev/null for background jobs.
   await execFileAsync("mknod", ["-m", "666", path.join(rootfs, "dev/null"), "c", "1", "3"]);
 });
@@ -100,11 +111,16 @@ test("TERM goes to buildkitd, the proxy dies with it, the exit code is buildkitd
   assert.ok(existsSync(inRoot("tmp/buildkitd.saw-ready")), "buildkitd started before the proxy was ready");
   assert.equal(
     (await readText("tmp/proxy.args")).trim(),
-    "--forward unix:/run/arca/buildkitd.sock=tcp:127.0.0.1:8088 --forward tcp:127.0.0.1:5000=unix:/run/arca/registry.sock --unix-mode 0660 --ready-file /run/arca-proxy.ready",
+    "--forward unix:/run/arca/buildkitd.sock=tcp:127.0.0.1:8088 --forward tcp:127.0.0.1:5991=unix:/run/arca/registry.sock --forward tcp:0.0.0.0:3128=unix:/run/arca/egress.sock --unix-mode 0660 --ready-file /run/arca-proxy.ready",
   );
   assert.equal(
     (await readText("tmp/buildkitd.args")).trim(),
-    "--addr tcp://127.0.0.1:8088 --config /etc/buildkit/buildkitd.toml --root /var/lib/buildkit --oci-worker-net=host",
+    "--addr tcp://127.0.0.1:8088 --config /etc/buildkit/buildkitd.toml --root /var/lib/buildkit",
+  );
+  assert.equal((await readText("tmp/nft.args")).trim(), "-f /etc/arca/step-firewall.nft");
+  assert.ok(
+    !existsSync(inRoot("tmp/nft.after-buildkitd")),
+    "the firewall was loaded after buildkitd started",
   );
   child.kill("SIGTERM");
   const { code } = await exited;
@@ -150,4 +166,37 @@ test("TERM while waiting for the proxy stops it and never starts buildkitd", asy
   assert.equal(code, 143);
   assert.ok(!existsSync(inRoot("tmp/buildkitd.args")), "buildkitd was started");
   await assertGone("tmp/proxy.pid");
+});
+
+test("a step firewall that cannot be loaded fails the container without starting buildkitd", async () => {
+  await writeFile(inRoot("tmp/nft.exit"), "1");
+  const { exited } = start();
+  const { code, stderr } = await exited;
+  assert.equal(code, 1);
+  assert.match(stderr, /cannot load the step firewall/);
+  assert.ok(!existsSync(inRoot("tmp/buildkitd.args")), "buildkitd was started");
+  await assertGone("tmp/proxy.pid");
+});
+
+test("the channel's buildkitd.toml and buildkitd.env configure buildkitd", async () => {
+  await mkdir(inRoot("run/arca"), { recursive: true });
+  await writeFile(inRoot("run/arca/buildkitd.toml"), "# from the daemon\n");
+  await writeFile(inRoot("run/arca/buildkitd.env"), "HTTPS_PROXY=http://bk:secret@127.0.0.1:3128\n");
+  await writeFile(
+    inRoot("usr/local/bin/buildkitd"),
+    BUILDKITD_STAND_IN.replace("#!/bin/sh\n", '#!/bin/sh\necho "$HTTPS_PROXY" > /tmp/buildkitd.proxy\n'),
+    { mode: 0o755 },
+  );
+  try {
+    const { child, exited } = start();
+    await waitFor("tmp/buildkitd.pid");
+    assert.match(await readText("tmp/buildkitd.args"), /--config \/run\/arca\/buildkitd.toml/);
+    assert.equal((await readText("tmp/buildkitd.proxy")).trim(), "http://bk:secret@127.0.0.1:3128");
+    child.kill("SIGTERM");
+    await exited;
+  } finally {
+    await rm(inRoot("run/arca/buildkitd.toml"), { force: true });
+    await rm(inRoot("run/arca/buildkitd.env"), { force: true });
+    await writeFile(inRoot("usr/local/bin/buildkitd"), BUILDKITD_STAND_IN, { mode: 0o755 });
+  }
 });

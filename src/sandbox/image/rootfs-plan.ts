@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { lstat, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
+import { CNI_CONFIG_PATH } from "../buildkitd-config.js";
 import { SandboxImageError } from "./errors.js";
 import { sharedLibraries } from "./shared-libraries.js";
 
@@ -23,8 +24,14 @@ export interface SandboxTools {
   runc: string;
   /** A static busybox. */
   busybox: string;
-  /** The CNI loopback plugin (buildkitd's per-step network namespaces). */
+  /** The CNI plugins of the step network (buildkitd's per-step network namespaces). */
   cniLoopback: string;
+  cniBridge: string;
+  cniHostLocal: string;
+  /** nft (Debian's nftables, with its libraries): the step firewall. */
+  nft: string;
+  /** Debian's CA bundle: buildkitd verifies upstream registries and ADD https:// with it. */
+  caCertificates: string;
 }
 
 /** Generated files of the image. */
@@ -32,6 +39,7 @@ export interface SandboxTexts {
   entrypoint: string;
   buildkitdToml: string;
   cniConfig: string;
+  stepFirewall: string;
 }
 
 export interface RootfsPlan {
@@ -70,6 +78,9 @@ export async function planRootfs(
     ["usr/bin/runc", tools.runc],
     ["bin/busybox", tools.busybox],
     ["opt/cni/bin/loopback", tools.cniLoopback],
+    ["opt/cni/bin/bridge", tools.cniBridge],
+    ["opt/cni/bin/host-local", tools.cniHostLocal],
+    ["usr/sbin/nft", tools.nft],
   ];
   for (const [at, src] of bins) {
     await plan.hostFile(at, src, 0o755);
@@ -80,9 +91,11 @@ export async function planRootfs(
     if (applet === "busybox" || applet.includes("/") || plan.has(`bin/${applet}`)) continue;
     plan.add({ type: "symlink", path: `bin/${applet}`, target: "busybox" });
   }
+  await plan.hostFile("etc/ssl/certs/ca-certificates.crt", tools.caCertificates, 0o644);
   plan.text("entrypoint.sh", texts.entrypoint, 0o755);
   plan.text("etc/buildkit/buildkitd.toml", texts.buildkitdToml, 0o644);
-  plan.text("etc/buildkit/cni.json", texts.cniConfig, 0o644);
+  plan.text(CNI_CONFIG_PATH.slice(1), texts.cniConfig, 0o644);
+  plan.text("etc/arca/step-firewall.nft", texts.stepFirewall, 0o644);
   plan.text("etc/passwd", PASSWD, 0o644);
   plan.text("etc/group", GROUP, 0o644);
   plan.text("etc/hosts", HOSTS, 0o644);

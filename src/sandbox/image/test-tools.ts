@@ -26,7 +26,7 @@ export async function makeTestTools(): Promise<TestTools> {
   const bin = path.join(dir, "bin");
   await mkdir(bin);
   const real = toolsBin();
-  for (const t of ["buildkitd", "buildctl", "runc", "cni-loopback"])
+  for (const t of ["buildkitd", "buildctl", "runc", "cni-loopback", "cni-bridge", "cni-host-local", "nft"])
     await symlink(await realpath(path.join(real, t)), path.join(bin, t));
   await symlink("/usr/bin/busybox", path.join(bin, "busybox"));
   const proxyStandIn = path.join(dir, "arca-proxy-STAND-IN-busybox-copy");

@@ -1,0 +1,133 @@
+import { existsSync } from "node:fs";
+import {
+  chmod,
+  chown,
+  copyFile,
+  mkdir,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import path from "node:path";
+import { buildkitdConfig, EGRESS_PORT, type RegistryHostConfig } from "./buildkitd-config.js";
+
+/** Registry settings the daemon and BuildKit share (dockerd's --insecure-registry and certs.d). */
+export interface RegistrySettings {
+  /** `host[:port]` reached over plain HTTP (or TLS without verification). */
+  insecure?: string[];
+  /** dockerd's layout: `<dir>/<host[:port]>/ca.crt`. */
+  certsDir?: string;
+}
+
+export interface ChannelConfigInput {
+  channelDir: string;
+  registryHost: string;
+  registries?: RegistrySettings;
+  /** buildkitd's own egress credential (`user:password`), for its HTTP(S)_PROXY. */
+  egressCredential?: string;
+  gcKeepBytes?: number;
+}
+
+/** Where the sandbox sees the channel directory. */
+const IN_SANDBOX = "/run/arca";
+
+/**
+ * Writes the per-daemon configuration the entrypoint reads from the channel:
+ * buildkitd.toml (registry mirrors, insecure registries, CA certificates
+ * copied into the channel) and buildkitd.env (HTTP(S)_PROXY pointing at the
+ * egress listener with buildkitd's credential; NO_PROXY keeps the loopback
+ * registry endpoint direct). Files are owned like the channel directory, so
+ * a sandbox in its own user namespace can read them. Returns whether
+ * anything changed (a running buildkitd must then restart to see it).
+ */
+export async function writeChannelConfig(i: ChannelConfigInput): Promise<boolean> {
+  const owner = await stat(i.channelDir);
+  const registries: Record<string, RegistryHostConfig> = {};
+  for (const host of i.registries?.insecure ?? []) registries[host] = { http: true };
+  const certs = await collectCaCerts(i.registries?.certsDir);
+  // Each CA also goes into one flat directory that buildkitd's SSL_CERT_DIR names, so that
+  // ADD https:// and git trust it as well as the registry it was configured for.
+  const certsOut = path.join(i.channelDir, "certs.d");
+  const caOut = path.join(i.channelDir, "ca");
+  await rm(certsOut, { recursive: true, force: true });
+  await rm(caOut, { recursive: true, force: true });
+  await mkdir(caOut, { recursive: true });
+  for (const [host, file] of certs) {
+    const dir = path.join(certsOut, host);
+    await mkdir(dir, { recursive: true });
+    await copyFile(file, path.join(dir, "ca.crt"));
+    await copyFile(file, path.join(caOut, `${host.replace(/[^a-zA-Z0-9.-]/g, "_")}.crt`));
+    registries[host] = { ...registries[host], ca: [`${IN_SANDBOX}/certs.d/${host}/ca.crt`] };
+  }
+  if (certs.length) await chownTree(certsOut, owner.uid, owner.gid);
+  await chownTree(caOut, owner.uid, owner.gid);
+  const toml = buildkitdConfig({
+    registryHost: i.registryHost,
+    mirrored: Object.keys(registries),
+    registries,
+    gcKeepBytes: i.gcKeepBytes,
+  });
+  let changed = await writeIfChanged(path.join(i.channelDir, "buildkitd.toml"), toml, 0o644, owner);
+  const env = i.egressCredential ? proxyEnv(`http://${i.egressCredential}@127.0.0.1:${EGRESS_PORT}`) : "";
+  const envFile = path.join(i.channelDir, "buildkitd.env");
+  // Readable by the sandbox's root through the group only: it holds buildkitd's credential.
+  if (env) changed = (await writeIfChanged(envFile, env, 0o640, owner)) || changed;
+  else if (existsSync(envFile)) {
+    await rm(envFile);
+    changed = true;
+  }
+  return changed;
+}
+
+/** HTTP(S)_PROXY for buildkitd: everything but its own loopback (the registry endpoint) goes out through egress. */
+function proxyEnv(url: string): string {
+  const noProxy = "127.0.0.1,localhost,::1";
+  return [
+    `HTTP_PROXY=${url}`,
+    `HTTPS_PROXY=${url}`,
+    `NO_PROXY=${noProxy}`,
+    `http_proxy=${url}`,
+    `https_proxy=${url}`,
+    `no_proxy=${noProxy}`,
+    `SSL_CERT_DIR=${IN_SANDBOX}/ca`,
+    "",
+  ].join("\n");
+}
+
+async function collectCaCerts(dir: string | undefined): Promise<[string, string][]> {
+  if (!dir || !existsSync(dir)) return [];
+  const out: [string, string][] = [];
+  for (const host of (await readdir(dir)).sort()) {
+    const file = path.join(dir, host, "ca.crt");
+    if (existsSync(file)) out.push([host, file]);
+  }
+  return out;
+}
+
+async function writeIfChanged(
+  file: string,
+  text: string,
+  mode: number,
+  owner: { uid: number; gid: number },
+): Promise<boolean> {
+  const old = await readFile(file, "utf8").catch(() => undefined);
+  if (old === text) return false;
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await chown(tmp, owner.uid, owner.gid);
+  await chmod(tmp, mode);
+  await rename(tmp, file);
+  return true;
+}
+
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await chown(dir, uid, gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await chown(p, uid, gid);
+  }
+}

@@ -1,0 +1,3 @@
+module arca/tools/net-probe
+
+go 1.26.0
