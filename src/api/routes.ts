@@ -23,6 +23,6 @@ export function createApiRouter(deps: ApiDeps): Router {
   registerGrpcRoutes(router, deps, memo);
   registerNetworkRoutes(router, deps);
   // Last: dockerd's routes Arca does not serve answer 501 with what they would do.
-  registerUnsupportedRoutes(router);
+  registerUnsupportedRoutes(router, deps);
   return router;
 }

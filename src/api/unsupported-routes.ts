@@ -1,3 +1,4 @@
+import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import type { Handler, Router, UpgradeHandler } from "./router.js";
 
@@ -85,9 +86,18 @@ const UNSUPPORTED_UPGRADES: [method: string, pattern: string, what: string][] = 
   ["POST", "/containers/{name}/attach", "attaching to containers"],
 ];
 
-/** Registers every route of UNSUPPORTED, and POST /auth (registry logins are not served yet). */
-export function registerUnsupportedRoutes(router: Router): void {
-  for (const [method, pattern, what] of UNSUPPORTED) router.add(method, pattern, unsupported(what));
+/**
+ * Registers every route of UNSUPPORTED, and POST /auth (registry logins are not served yet). A route
+ * naming a container that does not exist answers dockerd's 404 first, so a typo reads as one.
+ */
+export function registerUnsupportedRoutes(router: Router, deps: Pick<ApiDeps, "runtime">): void {
+  for (const [method, pattern, what] of UNSUPPORTED) {
+    const answer = unsupported(what);
+    router.add(method, pattern, (ctx) => {
+      if (pattern.startsWith("/containers/{name}/")) deps.runtime.get(ctx.params.name as string);
+      return answer(ctx);
+    });
+  }
   for (const [method, pattern, what] of UNSUPPORTED_UPGRADES)
     router.upgrade(method, pattern, unsupportedUpgrade(unsupportedMessage(what)));
   router.add("POST", "/auth", () => {
