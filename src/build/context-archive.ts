@@ -27,7 +27,21 @@ interface Node {
   ino: number;
   /** Where the file's bytes are in the spool. */
   offset: number;
+  /** Device number of a character or block device (Linux st_rdev encoding). */
+  rdev?: number;
   children?: Map<string, Node>;
+}
+
+/** Entry types the archive keeps with no data: a special file, as dockerd keeps it. */
+const SPECIAL_TYPES: Record<string, number> = {
+  "character-device": 0o020000,
+  "block-device": 0o060000,
+  fifo: 0o010000,
+};
+
+/** Linux's makedev (glibc's encoding, what st_rdev holds and FileSync's sender decodes). */
+function makedev(major: number, minor: number): number {
+  return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) * 4096);
 }
 
 export interface ContextArchive {
@@ -211,8 +225,25 @@ export async function spoolContext(
           );
           entry.resume();
           break;
+        case "character-device":
+        case "block-device":
+        case "fifo":
+          if (rel === "")
+            throw new BuildError("invalid_context", "invalid build context: a special file names the root");
+          // Kept as dockerd keeps them (COPY brings them into the image); they carry no data.
+          tree.put(rel, {
+            mode: (SPECIAL_TYPES[h.type] as number) | mode,
+            mtimeNs,
+            size: 0,
+            linkname: "",
+            ino: 0,
+            offset: 0,
+            rdev: h.type === "fifo" ? 0 : makedev(h.devmajor ?? 0, h.devminor ?? 0),
+          });
+          entry.resume();
+          break;
         default:
-          // Devices, FIFOs and the like have no place in a build context.
+          // Sockets and unknown types cannot be archived by tar writers anyway.
           entry.resume();
       }
       contextHash.update(
@@ -433,7 +464,7 @@ class Tree {
           mtimeNs: n.mtimeNs,
           ino: BigInt(n.ino),
           nlink: BigInt(n.children ? 2 : (this.links.get(n.ino) ?? 1)),
-          rdev: 0n,
+          rdev: BigInt(n.rdev ?? 0),
         };
       },
       readdir: (rel): SourceDirent[] => {
