@@ -33,6 +33,12 @@ interface PlannedStep extends DockerfileStep {
   container: string;
 }
 
+/** Per stage: the ID its last printed step ended with; whether its last step with a vertex was cached. */
+interface StageState {
+  id: string;
+  cached?: boolean;
+}
+
 export interface ClassicOutputOptions {
   /** Image ID of a base image reference (to print after FROM, as the classic builder does). */
   imageIdFor?: (ref: string) => string | undefined;
@@ -71,8 +77,7 @@ export class ClassicOutput {
   #cursor = 0;
   #number = 0;
   #stopped = false;
-  /** Per stage: the ID the last printed step ended with, and whether the cache chain is unbroken. */
-  readonly #stageState = new Map<number, { id: string; cached: boolean }>();
+  readonly #stageState = new Map<number, StageState>();
 
   constructor(
     private readonly emit: EmitMessage,
@@ -190,6 +195,10 @@ export class ClassicOutput {
     const runsAsVertex = step.vertexIndex > 0 && this.#stageNeeded(step);
     // A step whose vertex has not shown yet: wait for it while the build runs.
     if (runsAsVertex && !v?.started && !all) return false;
+    // An instruction without a vertex is cached when the next step of its stage is (a cache miss
+    // would have made that one miss too, as in the classic builder's cache chain): wait for it.
+    const next = step.keyword === "FROM" || runsAsVertex ? undefined : this.#nextVertexStep(step);
+    if (next && !next.vertex?.started && !all) return false;
     if (step.printed === "none") {
       this.#number++;
       this.emit({
@@ -222,17 +231,18 @@ export class ClassicOutput {
     }
     // The last step's ID line waits for the end: it is the built image's ID.
     if (!all && this.#steps.length && this.#isLastStep(step)) return false;
-    const state = this.#stageState.get(step.stage) ?? { id: "", cached: true };
+    const state: StageState = this.#stageState.get(step.stage) ?? { id: "" };
     let id: string;
     if (v?.started) {
       if (step.keyword === "RUN" && !v.cached)
         this.emit({ stream: ` ---> Removed intermediate container ${step.container}\n` });
       id = this.#vertexResultId(step, v);
-      state.cached = state.cached && v.cached;
+      // BuildKit resolves a base image afresh each time: FROM says nothing about the cache chain.
+      if (step.keyword !== "FROM") state.cached = v.cached;
     } else {
-      // Applied without a vertex of its own (ENV, LABEL, …, or merged into another): cached when
-      // everything before it in the stage was.
-      if (step.keyword !== "FROM" && state.cached && state.id) this.emit({ stream: " ---> Using cache\n" });
+      // Applied without a vertex of its own (ENV, LABEL, …, or merged into another).
+      const cached = next?.vertex?.started ? next.vertex.cached : (state.cached ?? false);
+      if (step.keyword !== "FROM" && cached && state.id) this.emit({ stream: " ---> Using cache\n" });
       id = this.#metadataResultId(step, state);
     }
     state.id = id;
@@ -252,6 +262,12 @@ export class ClassicOutput {
         if (s.keyword === "RUN") this.emit({ stream: ` ---> Running in ${s.container}\n` });
         for (const msg of s.vertex.pending.splice(0)) this.emit(msg);
       }
+  }
+
+  /** The next step of the same stage that BuildKit runs as a vertex. */
+  #nextVertexStep(step: PlannedStep): PlannedStep | undefined {
+    const i = this.#steps.indexOf(step);
+    return this.#steps.slice(i + 1).find((s) => s.stage === step.stage && s.vertexIndex > 0);
   }
 
   #stageNeeded(step: PlannedStep): boolean {
@@ -276,7 +292,7 @@ export class ClassicOutput {
   }
 
   /** FROM an earlier stage continues from its last ID; other steps get one derived from the chain. */
-  #metadataResultId(step: PlannedStep, state: { id: string; cached: boolean }): string {
+  #metadataResultId(step: PlannedStep, state: StageState): string {
     const prev = state.id;
     if (step.keyword === "FROM") {
       const base = fromBase(step.text);
