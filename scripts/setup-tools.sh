@@ -26,6 +26,8 @@ command -v bzip2 >/dev/null 2>&1 || need_apt+=(bzip2)
 # (never Arca's engine); nft programs the sandbox's step-network firewall.
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# htpasswd (bcrypt) for the test registry's basic auth.
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 # The sandbox's trust roots for upstream registries and ADD https://.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -42,7 +42,6 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
   assert.deepEqual(image?.Attrs, {
     name: "127.0.0.1:5000/library/app:1,127.0.0.1:5000/ghcr.io/o/x:latest",
     push: "true",
-    "registry.insecure": "true",
   });
   assert.deepEqual(granted.at(-1), ["docker.io/library/app:1", "ghcr.io/o/x:latest"]);
   assert.equal(out.Exporters[1]?.Type, "local");
@@ -54,15 +53,32 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
   assert.ok(Buffer.from(toBinary(SolveRequestSchema, out)).includes(Buffer.from("policy-session")));
 });
 
-test("Control.Solve: image exporters that push elsewhere and untagged builds", () => {
+test("Control.Solve: a push lands in the store and goes to its registry; untagged builds; loopback registries refused", () => {
   const push = create(SolveRequestSchema, {
     Exporters: [{ Type: "image", Attrs: { name: "reg.example/x:1", push: "true" } }],
   });
-  const kept = fromBinary(
+  const pushed = fromBinary(
     SolveRequestSchema,
     new SolveRewrite(deps).request(toBinary(SolveRequestSchema, push)),
   );
-  assert.deepEqual(kept.Exporters[0]?.Attrs, { name: "reg.example/x:1", push: "true" });
+  assert.deepEqual(pushed.Exporters[0]?.Attrs, {
+    name: "127.0.0.1:5000/reg.example/x:1,reg.example/x:1",
+    push: "true",
+  });
+  for (const name of ["localhost:5000/x:1", "127.0.0.1:5000/x:1"]) {
+    const local = create(SolveRequestSchema, {
+      Exporters: [{ Type: "moby", Attrs: { name, push: "true" } }],
+    });
+    assert.throws(
+      () => new SolveRewrite(deps).request(toBinary(SolveRequestSchema, local)),
+      /not reachable from the build sandbox/,
+    );
+  }
+  const nameless = create(SolveRequestSchema, { Exporters: [{ Type: "image", Attrs: { push: "true" } }] });
+  assert.throws(
+    () => new SolveRewrite(deps).request(toBinary(SolveRequestSchema, nameless)),
+    /needs an image name/,
+  );
 
   const untagged = create(SolveRequestSchema, { Exporters: [{ Type: "moby", Attrs: {} }] });
   const out = fromBinary(

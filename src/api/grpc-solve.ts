@@ -108,10 +108,16 @@ export class SolveRewrite implements UnaryRewrite {
     return toBinary(SolveResponseSchema, res);
   }
 
-  /** Turns a store-bound exporter into the push into Arca's store; returns the names it tags. */
+  /**
+   * Turns an image exporter (`moby`, `image`) into the push into Arca's
+   * store, as dockerd's docker driver lands every image build in its store;
+   * with `push` it also pushes to the registries the names say (through the
+   * egress proxy, with the client's credentials), from the same exporter.
+   * Returns the names the store tags.
+   */
   #rewriteExporter(e: { Type: string; Attrs: Record<string, string> }): string[] {
+    if (e.Type !== "moby" && e.Type !== "image") return [];
     const push = /^(1|t|true)$/i.test(e.Attrs.push ?? "");
-    if (e.Type !== "moby" && !(e.Type === "image" && !push)) return [];
     const names = (e.Attrs.name ?? "")
       .split(",")
       .map((n) => n.trim())
@@ -123,12 +129,32 @@ export class SolveRewrite implements UnaryRewrite {
           throw new ApiError("invalid_parameter", `invalid image name ${JSON.stringify(n)}`, { cause: err });
         }
       });
+    if (push && names.length === 0) {
+      throw new ApiError("invalid_parameter", "a push needs an image name: tag the build (-t NAME)");
+    }
     const extra = { ...e.Attrs };
     for (const k of [...MOBY_ONLY_ATTRS, "name", "push"]) delete extra[k];
     e.Type = "image";
     const grant = this.deps.allowPush(names, this.deps.signal);
     e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra, grant.danglingPath);
+    if (push) e.Attrs.name = [e.Attrs.name, ...names.map(upstreamPushName)].join(",");
     this.#storeExport = true;
     return names;
   }
+}
+
+/**
+ * The name BuildKit pushes to upstream. A registry on the sandbox's own
+ * loopback is not the user's: it would be refused rather than silently
+ * reach nothing.
+ */
+function upstreamPushName(name: string): string {
+  const domain = parseNormalizedTagged(name).domain;
+  if (/^(localhost|127(?:\.\d+){3}|\[::1\])(?::\d+)?$/i.test(domain)) {
+    throw new ApiError(
+      "invalid_parameter",
+      `cannot push ${name} from a build: a registry on this host's loopback (${domain}) is not reachable from the build sandbox; name the registry by a host name mapped in the egress policy's "hosts" (e.g. "registry.local": "127.0.0.1")`,
+    );
+  }
+  return name;
 }

@@ -205,11 +205,9 @@ export function imageExportAttrs(
   danglingPath = DANGLING_PATH,
 ): Record<string, string> {
   const names = tags.map((t) => pushNameFor(registryHost, t));
-  const attrs: Record<string, string> = {
-    push: "true",
-    "registry.insecure": "true",
-    ...extra,
-  };
+  // The endpoint is plain HTTP on loopback (BuildKit's default there, and buildkitd.toml says so):
+  // no registry.insecure, which would also turn off TLS checks for the other names of a push.
+  const attrs: Record<string, string> = { push: "true", ...extra };
   if (names.length) attrs.name = names.join(",");
   else {
     attrs.name = `${registryHost}/${danglingPath}`;
