@@ -286,7 +286,8 @@ describe("Engine API images with the docker CLI, dockerode and curl", () => {
     );
     const pruned = JSON.parse((await request(socket, "POST", "/images/prune")).body);
     assert.deepEqual(pruned.ImagesDeleted, [{ Deleted: id }]);
-    assert.ok(pruned.SpaceReclaimed > 0);
+    // Its one layer is busybox:local's too (same rootfs): as with dockerd, removing it frees no layer.
+    assert.equal(pruned.SpaceReclaimed, 0);
     const again = JSON.parse((await request(socket, "POST", "/images/prune")).body);
     assert.deepEqual(again, { ImagesDeleted: null, SpaceReclaimed: 0 });
     await docker("inspect", "busybox:local");
