@@ -191,11 +191,15 @@ describe("egress: RUN steps and ADD go out through the daemon's proxy only", { t
         "RUN /probe get http://169.254.169.254/latest/meta-data/ || true",
         `RUN PROBE_PROXY_ALL=1 /probe get http://127.0.0.1:${origin.httpPort}/hello || true`,
         `RUN /probe get http://${own}:${origin.httpPort}/hello || true`,
+        // Name lookups inside a step fail at once (no resolver is reachable), never after DNS timeouts.
+        'RUN s=$(date +%s); nslookup files.arca.test || true; echo "dns-seconds=$(( $(date +%s) - s ))"',
         "",
       ].join("\n"),
     );
     const r = await classic(["--no-cache", ctx]);
     assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    const dns = /dns-seconds=(\d+)/.exec(r.stdout);
+    assert.ok(dns && Number(dns[1]) <= 2, `slow or missing DNS failure:\n${r.stdout}`);
     assert.match(r.stdout, /fenced/);
     assert.doesNotMatch(r.stdout, /REACHED \d/);
     assert.match(r.stdout, /403 Forbidden[^\n]*169\.254\.169\.254[^\n]*link-local/i);
