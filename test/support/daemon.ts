@@ -12,8 +12,15 @@ export interface DaemonProc {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts the real `arca daemon` (through tsx) on a data root, its API on `socket` (default `<dataRoot>/arca.sock`). */
-export function startDaemon(dataRoot: string, socket = path.join(dataRoot, "arca.sock")): DaemonProc {
+/**
+ * Starts the real `arca daemon` (through tsx) on a data root, its API on `socket` (default
+ * `<dataRoot>/arca.sock`), with any further daemon flags.
+ */
+export function startDaemon(
+  dataRoot: string,
+  socket = path.join(dataRoot, "arca.sock"),
+  flags: string[] = [],
+): DaemonProc {
   const proc = spawn(
     process.execPath,
     [
@@ -25,6 +32,7 @@ export function startDaemon(dataRoot: string, socket = path.join(dataRoot, "arca
       dataRoot,
       "--socket",
       socket,
+      ...flags,
     ],
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
   );

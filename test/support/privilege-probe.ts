@@ -8,7 +8,8 @@ export const PRIVILEGE_PROBE = [
   // Who owns the rootfs as the process sees it (65534: unmapped, i.e. not shifted into the namespace).
   "echo root_owner=$(stat -c %u:%g / /bin/sh | sort -u | tr '\\n' ' ')",
   "if (: >> /proc/sys/kernel/core_pattern) 2>/dev/null; then echo core_pattern=writable; else echo core_pattern=denied; fi",
-  'echo sys=$(awk \'$2 == "/sys" { split($4, o, ","); print o[1] }\' /proc/self/mounts)',
+  // ro, rw, or absent (BuildKit gives RUN steps in a user namespace no /sys at all).
+  'echo sys=$(awk \'$2 == "/sys" { split($4, o, ","); m = o[1] } END { print (m ? m : "absent") }\' /proc/self/mounts)',
   "echo cgroup=$(awk '$2 ~ /^\\/sys\\/fs\\/cgroup\\// { split($4, o, \",\"); print o[1] }' /proc/self/mounts | sort -u | tr '\\n' ' ')",
 ].join("\n");
 
