@@ -3,9 +3,11 @@ import { execFile } from "node:child_process";
 import { mkdir, mkdtemp, readFile, realpath, rm, stat, symlink } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import { ImageStore } from "../../images/index.js";
+import tar from "tar-stream";
+import { ImageStore, importRootfs } from "../../images/index.js";
 import { toolsBin } from "../tools.js";
 import {
   assembleFrontendImage,
@@ -129,6 +131,32 @@ test("load: every tag once; a removed tag comes back on the next load, alone", a
     assert.deepEqual((await loadFrontendImage(store, first)).loaded, [minor]);
     const inspect = await store.inspect(first.tags[0] as string);
     assert.deepEqual([...inspect.RepoTags].sort(), [...first.tags].sort());
+  } finally {
+    store.close();
+  }
+});
+
+test("load: a tag on an older Arca frontend moves; one on an image the user put there stays", async () => {
+  const store = await ImageStore.open(path.join(tmp, "store-2"));
+  try {
+    const older = await assembleFrontendImage({
+      dataRoot: path.join(tmp, "c"),
+      toolsBin: bin,
+      sourceDateEpoch: 3600,
+    });
+    assert.notEqual(older.manifestDigest, first.manifestDigest);
+    assert.deepEqual((await loadFrontendImage(store, older)).loaded, older.tags);
+    // The user's own image under the bare-major name (as `docker pull docker/dockerfile:1` would leave).
+    const pack = tar.pack();
+    pack.entry({ name: "bin/dockerfile-frontend", mode: 0o755 }, "not Arca's");
+    pack.finalize();
+    const users = await importRootfs(store, Readable.from(pack), { name: first.tags[0] as string });
+    const result = await loadFrontendImage(store, first);
+    assert.deepEqual(result.kept, [first.tags[0]]);
+    assert.deepEqual(result.loaded, first.tags.slice(1));
+    assert.equal(store.lookupName(`docker.io/${first.tags[0]}`), users.manifestDigest);
+    for (const tag of first.tags.slice(1))
+      assert.equal(store.lookupName(`docker.io/${tag}`), first.manifestDigest);
   } finally {
     store.close();
   }

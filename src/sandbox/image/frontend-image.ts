@@ -3,7 +3,13 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdir, realpath, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { hostPlatform, type ImageStore, MediaTypes } from "../../images/index.js";
+import {
+  formatReference,
+  hostPlatform,
+  type ImageStore,
+  MediaTypes,
+  parseNormalizedTagged,
+} from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
 import { SandboxImageError } from "./errors.js";
 import { frontendTags, parseFrontendVersion } from "./frontend-version.js";
@@ -46,6 +52,8 @@ export const FRONTEND_LABELS: Readonly<Record<string, string>> = {
   "moby.buildkit.frontend.caps":
     "moby.buildkit.frontend.inputs,moby.buildkit.frontend.subrequests,moby.buildkit.frontend.contexts,moby.buildkit.frontend.gitquerystring",
 };
+/** How the config's history names an image this assembler made (older ones are replaced at start). */
+const HISTORY_PREFIX = "arca: dockerfile frontend";
 /** What BuildKit's dockerfile frontend puts in the config of a `FROM scratch` image. */
 const DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -147,7 +155,7 @@ export async function assembleFrontendImage(opts: AssembleFrontendImageOptions):
       history: [
         {
           created,
-          created_by: `arca: dockerfile frontend ${version} (github.com/moby/buildkit ${key.buildkitVersion})`,
+          created_by: `${HISTORY_PREFIX} ${version} (github.com/moby/buildkit ${key.buildkitVersion})`,
         },
       ],
     };
@@ -195,12 +203,16 @@ export async function assembleFrontendImage(opts: AssembleFrontendImageOptions):
 export interface LoadFrontendImageResult {
   /** Tags that were (re)pointed at the image; empty when the store already had them all. */
   loaded: string[];
+  /** Tags left on an image that is not Arca's frontend (one the user pulled, loaded or built). */
+  kept: string[];
   imageId: string;
 }
 
 /**
  * Puts the frontend image into the store under each of its tags, skipping tags that already point at it
- * (a start with nothing changed reads nothing). A tag removed with `docker rmi` comes back here.
+ * (a start with nothing changed reads nothing). A tag removed with `docker rmi` comes back here, and one
+ * still on an older Arca frontend moves to this one; a tag on any other image (the real docker/dockerfile
+ * the user pulled or loaded) is left alone: as with any base image, what the user put there wins.
  */
 export async function loadFrontendImage(
   store: ImageStore,
@@ -208,13 +220,32 @@ export async function loadFrontendImage(
   signal?: AbortSignal,
 ): Promise<LoadFrontendImageResult> {
   const loaded: string[] = [];
-  let imageId = "";
+  const kept: string[] = [];
+  let imageId = image.configDigest;
   for (const tag of image.tags) {
+    const current = store.lookupName(formatReference(parseNormalizedTagged(tag)));
+    if (current && current !== image.manifestDigest && !(await isArcaFrontend(store, current))) {
+      kept.push(tag);
+      continue;
+    }
     const r = await loadSandboxImage(store, image.layoutDir, { name: tag, signal });
     if (r.loaded) loaded.push(tag);
     imageId = r.imageId;
   }
-  return { loaded, imageId };
+  return { loaded, kept, imageId };
+}
+
+/** True when the manifest is a frontend image this assembler made (its history says so). */
+async function isArcaFrontend(store: ImageStore, manifestDigest: string): Promise<boolean> {
+  const id = store.getManifest(manifestDigest)?.imageId;
+  if (!id) return false;
+  try {
+    const config = await store.readConfig(id);
+    const createdBy = config.history?.[0]?.created_by;
+    return typeof createdBy === "string" && createdBy.startsWith(HISTORY_PREFIX);
+  } catch {
+    return false;
+  }
 }
 
 export interface EnsureFrontendImageOptions extends AssembleFrontendImageOptions {
@@ -233,6 +264,10 @@ export async function ensureFrontendImage(opts: EnsureFrontendImageOptions): Pro
   const loaded = await loadFrontendImage(opts.store, image, opts.signal);
   if (loaded.loaded.length > 0)
     log(`loaded dockerfile frontend ${loaded.imageId} as ${loaded.loaded.join(", ")}`);
+  if (loaded.kept.length > 0)
+    log(
+      `${loaded.kept.join(", ")}: left on the image the store has under that name (Arca's is ${image.version})`,
+    );
   return image;
 }
 
