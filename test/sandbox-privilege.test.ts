@@ -156,7 +156,7 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     assert.ok(v.sys === "ro" || v.sys === "absent", probe);
   });
 
-  test("a fork bomb in a RUN step stops at the sandbox's pids limit; the daemon and the next build are fine", async () => {
+  test("a fork bomb in a RUN step stops at the sandbox's pids limit; the daemon and the next build are fine", async (t) => {
     assert.equal(await cgroup("pids", "pids.max"), String(PIDS_LIMIT));
     const t0 = Date.now();
     // The inner shell forks sleepers until fork fails (busybox sh then exits); the step's own shell,
@@ -171,6 +171,7 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     ].join("; ");
     const out = await buildLocal("fork-bomb", `FROM busybox:local\nRUN ${bomb}\n`);
     const spawned = Number((await readFile(path.join(out, "spawned"), "utf8")).trim());
+    t.diagnostic(`fork failed after ${spawned} processes (limit ${PIDS_LIMIT}), ${Date.now() - t0} ms`);
     assert.ok(spawned > 100, `only ${spawned} processes: the loop did not run`);
     assert.ok(spawned < PIDS_LIMIT, `${spawned} processes: the pids limit did not hold`);
     assert.ok(Date.now() - t0 < 60_000, `took ${Date.now() - t0} ms`);
@@ -205,5 +206,22 @@ describe("the BuildKit sandbox runs with least privilege", () => {
       [...cached].some((n) => n.includes("RUN echo layer")),
       `not cached: ${[...cached]}`,
     );
+  });
+
+  test("daemon SIGKILL and restart: the running sandbox is adopted, not recreated; exec -it works", async () => {
+    const before = await sandboxId();
+    await daemon?.stop("SIGKILL");
+    daemon = startDaemon(dataRoot, socket);
+    await daemon.waitFor(/ready in [\d.]+s/);
+    assert.match(daemon.output(), /adopted running container arca-buildkit/);
+    assert.doesNotMatch(daemon.output(), /recreating/);
+    assert.equal(await sandboxId(), before);
+    // The docker CLI's `exec -it` (a TTY through arca-console-relay), given a terminal by script(1).
+    const cli = await run(
+      "script",
+      ["-qec", "docker exec -it arca-buildkit sh -c 'tty; grep CapEff /proc/self/status'", "/dev/null"],
+      { env: { ...process.env, DOCKER_HOST: `unix://${socket}` }, timeout: 15_000 },
+    );
+    assert.match(cli.stdout, /\/dev\/pts\/\d+\r\nCapEff:\s+00000000a82435fb/);
   });
 });
