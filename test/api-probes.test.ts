@@ -363,7 +363,7 @@ describe("what Docker clients probe answers as dockerd does, or fails with Arca'
     assert.deepEqual(list.map((n) => n.Name).sort(), ["bridge", "host", "none"]);
     const bridge = await docker.getNetwork("bridge").inspect();
     assert.equal(bridge.Driver, "bridge");
-    assert.equal(bridge.Options["com.docker.network.bridge.default_bridge"], "true");
+    assert.equal(bridge.Options?.["com.docker.network.bridge.default_bridge"], "true");
     assert.deepEqual(bridge.Containers, {});
     // By ID and ID prefix too, as dockerd finds networks.
     assert.equal((await docker.getNetwork(bridge.Id).inspect()).Name, "bridge");

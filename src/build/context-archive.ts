@@ -27,22 +27,10 @@ interface Node {
   ino: number;
   /** Where the file's bytes are in the spool. */
   offset: number;
-  /** Device number of a character or block device (Linux st_rdev encoding). */
-  rdev?: number;
   children?: Map<string, Node>;
 }
 
-/** Entry types the archive keeps with no data: a special file, as dockerd keeps it. */
-const SPECIAL_TYPES: Record<string, number> = {
-  "character-device": 0o020000,
-  "block-device": 0o060000,
-  fifo: 0o010000,
-};
-
-/** Linux's makedev (glibc's encoding, what st_rdev holds and FileSync's sender decodes). */
-function makedev(major: number, minor: number): number {
-  return (minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) * 4096);
-}
+const S_IFIFO = 0o010000;
 
 export interface ContextArchive {
   /** The context as a tree FileSync can serve; file bytes are read from the spool. */
@@ -53,6 +41,8 @@ export interface ContextArchive {
   readonly digest: string;
   /** Whether `rel` names an entry (not following a final symlink). */
   has(rel: string): boolean;
+  /** Device nodes the archive had, which a build cannot create (see spoolContext). */
+  readonly skippedDevices: string[];
   /** Closes and deletes the spool. */
   close(): Promise<void>;
 }
@@ -128,6 +118,7 @@ export async function spoolContext(
   const extract = tar.extract();
   let entries = 0;
   let bytes = 0;
+  const skippedDevices: string[] = [];
   let feedError: unknown;
   let extractError: unknown;
   const onAbort = () => extract.destroy(abortReason(signal));
@@ -225,21 +216,18 @@ export async function spoolContext(
           );
           entry.resume();
           break;
-        case "character-device":
-        case "block-device":
         case "fifo":
           if (rel === "")
-            throw new BuildError("invalid_context", "invalid build context: a special file names the root");
-          // Kept as dockerd keeps them (COPY brings them into the image); they carry no data.
-          tree.put(rel, {
-            mode: (SPECIAL_TYPES[h.type] as number) | mode,
-            mtimeNs,
-            size: 0,
-            linkname: "",
-            ino: 0,
-            offset: 0,
-            rdev: h.type === "fifo" ? 0 : makedev(h.devmajor ?? 0, h.devminor ?? 0),
-          });
+            throw new BuildError("invalid_context", "invalid build context: a FIFO names the root");
+          // Kept as dockerd keeps it (COPY brings it into the image); it carries no data.
+          tree.put(rel, { mode: S_IFIFO | mode, mtimeNs, size: 0, linkname: "", ino: 0, offset: 0 });
+          entry.resume();
+          break;
+        case "character-device":
+        case "block-device":
+          // The build sandbox is a user namespace, where no device node can be created (mknod is
+          // EPERM there; dockerd in a user namespace skips them too). Left out, and said so.
+          skippedDevices.push(rel);
           entry.resume();
           break;
         default:
@@ -258,6 +246,7 @@ export async function spoolContext(
       bytes,
       digest: `sha256:${contextHash.digest("hex")}`,
       has: (rel) => tree.find(rel) !== undefined,
+      skippedDevices,
       close: async () => {
         await fh.close().catch(() => {});
         await rm(spoolPath, { force: true });
@@ -464,7 +453,7 @@ class Tree {
           mtimeNs: n.mtimeNs,
           ino: BigInt(n.ino),
           nlink: BigInt(n.children ? 2 : (this.links.get(n.ino) ?? 1)),
-          rdev: BigInt(n.rdev ?? 0),
+          rdev: 0n,
         };
       },
       readdir: (rel): SourceDirent[] => {

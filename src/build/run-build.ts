@@ -18,7 +18,7 @@ import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from
 import type { BuildParams } from "./build-params.js";
 import { buildTempDir } from "./build-temps.js";
 import { ClassicOutput } from "./classic-output.js";
-import { contextRelativePath, spoolContext } from "./context-archive.js";
+import { type ContextArchive, contextRelativePath, spoolContext } from "./context-archive.js";
 import { BuildError } from "./errors.js";
 import { buildFailure } from "./failure-message.js";
 import { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";
@@ -114,6 +114,7 @@ export async function runImageBuild(
     }
     const memoKey = deps.memo && BuildMemo.keyFor(params, archive.digest);
     const hit = memoKey ? deps.memo?.builds.get(memoKey, deps.memo.images) : undefined;
+    if (archive.skippedDevices.length && !params.quiet) req = withNotice(req, skippedDevicesNotice(archive));
     // Classic output numbers and prints the Dockerfile's instructions, as dockerd does.
     const dockerfileText = params.version === "1" ? readSmallFile(archive.fs, dockerfileRel) : undefined;
     if (hit) return replayBuild(deps, req, hit, dockerfileText);
@@ -129,6 +130,24 @@ export async function runImageBuild(
     unregister();
     await archive?.close();
   }
+}
+
+/** The build's output starts with this line (a warning the client should see). */
+function withNotice(req: ImageBuildRequest, line: string): ImageBuildRequest {
+  return {
+    ...req,
+    startOutput: () => {
+      const emit = req.startOutput();
+      emit({ stream: `${line}\n` });
+      return emit;
+    },
+  };
+}
+
+function skippedDevicesNotice(archive: ContextArchive): string {
+  const names = archive.skippedDevices;
+  const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? `, and ${names.length - 5} more` : "");
+  return `[WARNING]: device nodes in the build context were left out (no device can be created in the build sandbox's user namespace): ${shown}`;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
 import https from "node:https";
 import path from "node:path";
 import { freePort } from "./buildkitd.js";
@@ -20,9 +21,14 @@ export interface TestRegistry {
 
 /**
  * distribution's registry (built by set-up from its pinned Go module) with
- * TLS (a throwaway CA for `name`) and htpasswd basic auth, on 127.0.0.1.
+ * TLS (a throwaway CA for `name`) and htpasswd basic auth, on 127.0.0.1;
+ * `plain`: anonymous plain HTTP instead (an insecure registry).
  */
-export async function startTestRegistry(dir: string, name = "registry.arca.test"): Promise<TestRegistry> {
+export async function startTestRegistry(
+  dir: string,
+  name = "registry.arca.test",
+  opts: { plain?: boolean } = {},
+): Promise<TestRegistry> {
   mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const certDir = path.join(dir, "tls");
@@ -50,13 +56,17 @@ export async function startTestRegistry(dir: string, name = "registry.arca.test"
       "    enabled: true",
       "http:",
       `  addr: 127.0.0.1:${port}`,
-      "  tls:",
-      `    certificate: ${certFile}`,
-      `    key: ${path.join(certDir, "origin.key")}`,
-      "auth:",
-      "  htpasswd:",
-      "    realm: arca-test",
-      `    path: ${htpasswd}`,
+      ...(opts.plain
+        ? []
+        : [
+            "  tls:",
+            `    certificate: ${certFile}`,
+            `    key: ${path.join(certDir, "origin.key")}`,
+            "auth:",
+            "  htpasswd:",
+            "    realm: arca-test",
+            `    path: ${htpasswd}`,
+          ]),
       "",
     ].join("\n"),
   );
@@ -72,7 +82,7 @@ export async function startTestRegistry(dir: string, name = "registry.arca.test"
   });
   const api = (urlPath: string) =>
     new Promise<{ status: number; body: unknown }>((resolve, reject) => {
-      const req = https.get(
+      const req = (opts.plain ? http : https).get(
         {
           host: "127.0.0.1",
           port,

@@ -65,6 +65,7 @@ func get(url string) {
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 	}
 	client := &http.Client{Transport: tr, Timeout: 120 * time.Second}
+	start := time.Now()
 	res, err := client.Get(url)
 	if err != nil {
 		fail(err.Error())
@@ -74,12 +75,17 @@ func get(url string) {
 		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
 		fail(fmt.Sprintf("%s: %s", res.Status, body))
 	}
+	// PROBE_DISCARD=1: count the bytes only (benchmarks compare transfer, not hashing).
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, res.Body, make([]byte, 1<<20))
+	var sink io.Writer = h
+	if os.Getenv("PROBE_DISCARD") == "1" {
+		sink = io.Discard
+	}
+	n, err := io.CopyBuffer(sink, res.Body, make([]byte, 1<<20))
 	if err != nil {
 		fail(err.Error())
 	}
-	fmt.Printf("size=%d sha256=%s\n", n, hex.EncodeToString(h.Sum(nil)))
+	fmt.Printf("size=%d sha256=%s seconds=%.3f\n", n, hex.EncodeToString(h.Sum(nil)), time.Since(start).Seconds())
 }
 
 func serve(port string, d time.Duration) {
