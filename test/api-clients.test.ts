@@ -259,6 +259,10 @@ describe("Docker clients' build workflows against Arca: testcontainers, compose,
     // LayersSize counts the shared layer once.
     const naive = df.Images.reduce((a, i) => a + i.Size, 0);
     assert.equal(naive - df.LayersSize >= base.Size, true, `${naive} vs ${df.LayersSize}`);
+    // The sandbox's image is in use (prune keeps it), so df does not count it as reclaimable.
+    const sandbox = df.Images.find((i) => i.RepoTags.some((t) => t.startsWith("arca-buildkit:")));
+    assert.equal((sandbox as DfImage & { Containers: number }).Containers, 1);
+    assert.equal((app as DfImage & { Containers: number }).Containers, 0);
     const cache = df.Volumes.find((v) => v.Name === "buildkit-cache");
     assert.ok(cache, "the sandbox's cache volume is in df, as in docker volume ls");
     assert.equal(cache.UsageData.RefCount, 1);

@@ -31,6 +31,9 @@ export function registerDiskUsageRoute(
       images = [];
       const all = await imageLayers(deps.store);
       const accounting = layerAccounting(all);
+      // Arca's own containers count here: an image they use is not reclaimable (prune keeps it).
+      const users = new Map<string, number>();
+      for (const c of deps.runtime.list({ all: true })) users.set(c.imageId, (users.get(c.imageId) ?? 0) + 1);
       layersSize = accounting.layersSize;
       for (const { image: img } of all) {
         const config = await deps.store.readConfig(img.id).catch(() => undefined);
@@ -44,7 +47,7 @@ export function registerDiskUsageRoute(
           Size: img.size,
           SharedSize: accounting.sharedSize.get(img.id) ?? 0,
           Labels: labels,
-          Containers: 0,
+          Containers: users.get(img.id) ?? 0,
         };
         if (!versionAtLeast(apiVersion, "1.44")) summary.VirtualSize = img.size;
         images.push(summary);
