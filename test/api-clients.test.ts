@@ -146,6 +146,12 @@ describe("Docker clients' build workflows against Arca: testcontainers, compose,
       Dockerfile: "FROM busybox:local\nRUN echo app > /app.txt\n",
       "web.Dockerfile": "FROM busybox:local\nRUN echo web > /web.txt\n",
     });
+    const version = await docker(["compose", "version"]);
+    assert.equal(
+      version.code,
+      0,
+      `docker compose v2 missing: run \`bash scripts/setup-tools.sh\`\n${version.stderr}`,
+    );
     const build = await docker(["compose", "-p", "proj", "build"], {}, project);
     assert.equal(build.code, 0, build.stderr + build.stdout);
     assert.ok(await imageExists("proj-app:1"));
@@ -178,7 +184,11 @@ describe("Docker clients' build workflows against Arca: testcontainers, compose,
       "print(json.dumps({'id': image.id, 'tags': image.tags, 'labels': image.labels, 'logs': [l.get('stream', '') for l in logs]}))",
     ].join("\n");
     const r = await run(PYTHON, ["-c", script, ctx], env);
-    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.equal(
+      r.code,
+      0,
+      `${r.stderr}${r.stdout}(python3-docker comes with \`bash scripts/setup-tools.sh\`)`,
+    );
     const out = JSON.parse(r.stdout) as {
       id: string;
       tags: string[];
