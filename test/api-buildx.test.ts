@@ -400,7 +400,7 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
   test("daemon policy: RUN gets the step network (never the sandbox's loopback); network.host is refused", async () => {
     const ctx = await context("net", { Dockerfile: `FROM busybox:local\n${NETWORK_PROBE_RUN}\n` });
     const r = await ok(["buildx", "build", "--progress=plain", "--no-cache", ctx]);
-    assert.match(r.stderr, /#\d+ [\d.]+ lo\n#\d+ [\d.]+ eth0\n#\d+ [\d.]+ isolated\n/);
+    assert.match(r.stderr, /#\d+ [\d.]+ lo\n#\d+ [\d.]+ eth\d+\n#\d+ [\d.]+ isolated\n/);
     const none = await ok(["buildx", "build", "--progress=plain", "--no-cache", "--network=none", ctx]);
     assert.match(none.stderr, /#\d+ [\d.]+ lo\n#\d+ [\d.]+ isolated\n/);
     const host = await cli([
