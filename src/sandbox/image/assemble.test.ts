@@ -201,7 +201,12 @@ test("layer: tools, runc's libraries and loader, busybox applets, config files; 
   assert.equal(cni.plugins[0].type, "bridge");
   assert.equal(cni.plugins[0].portIsolation, true);
   assert.match(file("etc/arca/step-firewall.nft", 0o644).text ?? "", /tcp dport 3128 accept/);
-  for (const bin of ["opt/cni/bin/bridge", "opt/cni/bin/host-local", "opt/cni/bin/loopback", "usr/sbin/nft"]) {
+  for (const bin of [
+    "opt/cni/bin/bridge",
+    "opt/cni/bin/host-local",
+    "opt/cni/bin/loopback",
+    "usr/sbin/nft",
+  ]) {
     assert.equal(byName.get(bin)?.type, "file", bin);
   }
   assert.ok(file("etc/ssl/certs/ca-certificates.crt", 0o644).size > 10_000, "the CA bundle");
