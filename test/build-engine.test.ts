@@ -156,6 +156,9 @@ describe("build engine against a real buildkitd", () => {
         "a.txt": "1",
       });
       const opts = { addr: bk.addr, context: ctx, imageStore: { registryHost: `127.0.0.1:${port}` } };
+      // The registry endpoint takes pushes only for names a build registered.
+      const grant = registry.allowPush(["cache:1", "cache:2", "cache:3"]);
+      after(() => grant.release());
       const first = await build({ ...opts, tags: ["cache:1"] });
       assert.ok(first.imageId);
       const cachedRun = await collectCached({ ...opts, tags: ["cache:2"] });
@@ -174,6 +177,8 @@ describe("build engine against a real buildkitd", () => {
     const ctx = path.join(tmp, "push");
     await writeTree(ctx, { Dockerfile: "FROM busybox:local\nRUN echo pushed > /pushed\n" });
     registryLog.length = 0;
+    const grant = registry.allowPush(["pushed:1"]);
+    after(() => grant.release());
     const r = await build({
       addr: bk.addr,
       context: ctx,
