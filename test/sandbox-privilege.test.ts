@@ -158,6 +158,9 @@ describe("the BuildKit sandbox runs with least privilege", () => {
 
   test("a fork bomb in a RUN step stops at the sandbox's pids limit; the daemon and the next build are fine", async (t) => {
     assert.equal(await cgroup("pids", "pids.max"), String(PIDS_LIMIT));
+    const restarts = async () =>
+      (await docker("inspect", "-f", "{{.RestartCount}}", "arca-buildkit")).stdout.trim();
+    const restartsBefore = await restarts();
     const t0 = Date.now();
     // The inner shell forks sleepers until fork fails (busybox sh then exits); the step's own shell,
     // using builtins only, records how far it got and frees the pids again.
@@ -177,6 +180,7 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     assert.ok(Date.now() - t0 < 60_000, `took ${Date.now() - t0} ms`);
     // The daemon answers and the sandbox builds again (buildkitd survived, or came back).
     assert.equal((await docker("version", "-f", "{{.Server.Os}}")).stdout.trim(), "linux");
+    assert.equal(await restarts(), restartsBefore, "the sandbox restarted: buildkitd did not survive");
     const next = await buildLocal("after-bomb", "FROM busybox:local\nRUN echo fine > /ok\n");
     assert.equal(await readFile(path.join(next, "ok"), "utf8"), "fine\n");
   });

@@ -9,12 +9,13 @@ import {
   readdir,
   readFile,
   rm,
+  rmdir,
   stat,
   unlink,
   writeFile,
 } from "node:fs/promises";
 import { constants } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { ImageStore } from "../images/index.js";
 import { abortReason, errorMessage, findArcaError, sleep, throwIfAborted } from "../util/index.js";
 import { ContainerDb, type StoredContainer } from "./container-db.js";
@@ -213,9 +214,8 @@ class RuncRuntime implements Runtime {
       const live = this.live.get(id);
       live?.pump?.unwatch();
       await this.runc.delete(id);
-      await unmount(this.rootfsOf(c));
+      await this.releaseRootfs(c);
       await rm(this.paths.dir(id), { recursive: true, force: true });
-      if (c.spec.userns) await rm(join(this.paths.usernsRootfs, id), { recursive: true, force: true });
       this.db.delete(id);
       this.live.delete(id);
       this.emit("destroy", id, c.name);
@@ -413,6 +413,8 @@ class RuncRuntime implements Runtime {
       if (this.db.get(id)?.status === "running") continue;
       this.log(`unmounting stale rootfs ${m.mountPoint}`);
       await unmount(m.mountPoint).catch((err: unknown) => this.log(errorMessage(err)));
+      if (base === this.paths.usernsRootfs)
+        for (const d of [m.mountPoint, dirname(m.mountPoint)]) await rmdir(d).catch(() => {});
     }
   }
 
@@ -554,7 +556,7 @@ class RuncRuntime implements Runtime {
 
   private async failStart(id: string, err: unknown): Promise<void> {
     const c = this.db.get(id);
-    if (c) await unmount(this.rootfsOf(c)).catch(() => {});
+    if (c) await this.releaseRootfs(c).catch(() => {});
     this.db.update(id, {
       status: "exited",
       pid: 0,
@@ -623,7 +625,7 @@ class RuncRuntime implements Runtime {
     live.pump?.unwatch();
     await live.pump?.drain(true).catch((err: unknown) => this.log(`logs of ${c.name}: ${errorMessage(err)}`));
     await this.runc.delete(id).catch(() => {});
-    await unmount(this.rootfsOf(c)).catch((err: unknown) => this.log(errorMessage(err)));
+    await this.releaseRootfs(c).catch((err: unknown) => this.log(errorMessage(err)));
     const finishedAt = new Date();
     const uptime = c.startedAt ? finishedAt.getTime() - Date.parse(c.startedAt) : 0;
     const restart =
@@ -717,6 +719,15 @@ class RuncRuntime implements Runtime {
 
   private rootfsOf(c: StoredContainer): string {
     return this.paths.rootfs(c.id, c.spec.userns !== undefined);
+  }
+
+  /** Unmounts the rootfs; a user-namespaced one's directories outside the data root go too (if empty). */
+  private async releaseRootfs(c: StoredContainer): Promise<void> {
+    const rootfs = this.rootfsOf(c);
+    await unmount(rootfs);
+    if (!c.spec.userns) return;
+    const own = join(this.paths.usernsRootfs, c.id);
+    for (const d of [rootfs, own, this.paths.usernsRootfs]) await rmdir(d).catch(() => {});
   }
 
   /**
