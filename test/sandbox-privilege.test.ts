@@ -228,4 +228,22 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     );
     assert.match(cli.stdout, /\/dev\/pts\/\d+\r\nCapEff:\s+00000000a82435fb/);
   });
+
+  test("restart policy: buildkitd killed from the host, the sandbox comes back as it was", async () => {
+    const before = JSON.parse((await docker("inspect", "arca-buildkit")).stdout)[0];
+    const { stdout } = await run("pgrep", ["-P", String(before.State.Pid), "-x", "buildkitd"]);
+    process.kill(Number(stdout.trim()), "SIGKILL");
+    let after = before;
+    for (let i = 0; i < 300 && !(after.RestartCount > before.RestartCount && after.State.Running); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = JSON.parse((await docker("inspect", "arca-buildkit")).stdout)[0];
+    }
+    assert.equal(after.RestartCount, before.RestartCount + 1);
+    assert.equal(after.Id, before.Id);
+    const { stdout: probe } = await docker("exec", "arca-buildkit", "sh", "-c", PRIVILEGE_PROBE);
+    assert.equal(parseProbe(probe).uid_map, "0 100000 65536", probe);
+    assert.equal(parseProbe(probe).CapEff, SANDBOX_CAP_EFF, probe);
+    const out = await buildLocal("after-restart", "FROM busybox:local\nRUN echo back > /ok\n");
+    assert.equal(await readFile(path.join(out, "ok"), "utf8"), "back\n");
+  });
 });
