@@ -112,3 +112,32 @@ test("a full disk is reported as no space left on the layer's directory", async 
     await run("umount", [small]);
   }
 });
+
+test("for a user namespace, owners are shifted into the mapping; an owner beyond it is refused", async () => {
+  const ids = { hostId: 100_000, size: 65_536 };
+  const pack = tar.pack();
+  pack.entry({ name: "d/", type: "directory", mode: 0o755, uid: 0, gid: 0 });
+  pack.entry({ name: "d/suid", mode: 0o4755, uid: 0, gid: 0 }, "x");
+  pack.entry({ name: "d/user", mode: 0o644, uid: 1000, gid: 100 }, "u");
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  const dir = await ensureLayer(join(root, "shifted"), layerOf(Buffer.concat(chunks)), undefined, ids);
+  const owner = (p: string) => {
+    const st = lstatSync(join(dir, p));
+    return [st.uid, st.gid, st.mode & 0o7777];
+  };
+  assert.deepEqual(owner("d"), [100_000, 100_000, 0o755]);
+  assert.deepEqual(owner("d/suid"), [100_000, 100_000, 0o4755]);
+  assert.deepEqual(owner("d/user"), [101_000, 100_100, 0o644]);
+
+  const far = tar.pack();
+  far.entry({ name: "f", mode: 0o644, uid: 70_000, gid: 0 }, "f");
+  far.finalize();
+  const farChunks: Buffer[] = [];
+  for await (const c of far) farChunks.push(c as Buffer);
+  await assert.rejects(
+    ensureLayer(join(root, "shifted"), layerOf(Buffer.concat(farChunks)), undefined, ids),
+    /uid 70000 cannot be mapped/,
+  );
+});
