@@ -27,6 +27,8 @@ const run = promisify(execFile);
 const STEP_CAP_EFF = "00000000a80425fb";
 /** The pids limit the test daemon runs with: small enough for a bounded fork test. */
 const PIDS_LIMIT = 512;
+/** Its memory limit: buildkitd needs ~100 MiB; a step asking for 700 MiB cannot have it. */
+const MEMORY_MIB = 512;
 
 describe("the BuildKit sandbox runs with least privilege", () => {
   let tmp: string;
@@ -97,7 +99,12 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     await mkdir(cache, { recursive: true });
     await writeFile(path.join(cache, "written-by-privileged"), "x");
 
-    daemon = startDaemon(dataRoot, socket, ["--sandbox-pids-limit", String(PIDS_LIMIT)]);
+    daemon = startDaemon(dataRoot, socket, [
+      "--sandbox-pids-limit",
+      String(PIDS_LIMIT),
+      "--sandbox-memory",
+      `${MEMORY_MIB}m`,
+    ]);
     await daemon.waitFor(/ready in [\d.]+s/);
     assert.match(daemon.output(), /sandbox settings changed: recreating arca-buildkit/);
     assert.match(daemon.output(), /clearing volume buildkit-cache/);
@@ -182,6 +189,21 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     assert.equal((await docker("version", "-f", "{{.Server.Os}}")).stdout.trim(), "linux");
     assert.equal(await restarts(), restartsBefore, "the sandbox restarted: buildkitd did not survive");
     const next = await buildLocal("after-bomb", "FROM busybox:local\nRUN echo fine > /ok\n");
+    assert.equal(await readFile(path.join(next, "ok"), "utf8"), "fine\n");
+  });
+
+  test("a RUN step that takes more memory than the sandbox has is OOM-killed inside it; buildkitd stays", async () => {
+    assert.equal(await cgroup("memory", "memory.limit_in_bytes"), String(MEMORY_MIB * 1024 ** 2));
+    const restarts = async () =>
+      (await docker("inspect", "-f", "{{.RestartCount}}", "arca-buildkit")).stdout.trim();
+    const restartsBefore = await restarts();
+    // dd's one 700 MiB buffer is filled from /dev/zero: resident, so the cgroup's OOM killer takes dd.
+    await assert.rejects(
+      buildLocal("oom", "FROM busybox:local\nRUN dd if=/dev/zero of=/dev/null bs=700M count=1\n"),
+      (err: Error) => /exit code: 137/.test(err.message),
+    );
+    assert.equal(await restarts(), restartsBefore, "the sandbox restarted: buildkitd did not survive");
+    const next = await buildLocal("after-oom", "FROM busybox:local\nRUN echo fine > /ok\n");
     assert.equal(await readFile(path.join(next, "ok"), "utf8"), "fine\n");
   });
 
