@@ -330,7 +330,12 @@ describe("internal containers, exec, logs and volumes through the Engine API", (
       ["POST", "/exec/nope/resize?h=1&w=1", 404, /^No such exec instance: nope$/],
       ["GET", "/volumes/nope", 404, /^get nope: no such volume$/],
       ["DELETE", "/containers/arca-buildkit", 409, /managed by Arca/],
-      ["POST", "/containers/create", 501, /^not supported by Arca \(build engine only\): creating containers$/],
+      [
+        "POST",
+        "/containers/create",
+        501,
+        /^not supported by Arca \(build engine only\): creating containers$/,
+      ],
       ["POST", "/containers/arca-buildkit/kill?signal=BOGUS", 400, /Invalid signal: BOGUS/],
     ];
     for (const [method, p, status, message] of cases) {
