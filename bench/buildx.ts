@@ -15,6 +15,8 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
+import { type PushGrant, requestPushGrant } from "../src/images/index.js";
+import { SANDBOX_REGISTRY_HOST } from "../src/sandbox/index.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { startDaemon } from "../test/support/daemon.js";
 import { tool } from "../test/support/tools.js";
@@ -23,7 +25,7 @@ import { manyFilesContext, median, multiStageContext, timed, trivialContext } fr
 const run = promisify(execFile);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 /** The registry endpoint as buildkitd in the sandbox reaches it. */
-const REGISTRY_HOST = "127.0.0.1:5000";
+const REGISTRY_HOST = SANDBOX_REGISTRY_HOST;
 
 interface Case {
   name: string;
@@ -48,8 +50,14 @@ async function main(): Promise<void> {
     BUILDX_CONFIG: path.join(tmp, "buildx-config"),
   };
   const buildkitAddr = `unix://${path.join(dataRoot, "run", "sandbox", "buildkitd.sock")}`;
+  let grant: PushGrant | undefined;
   try {
     await daemon.waitFor(/ready in/);
+    // buildctl and the remote driver push to Arca's registry endpoint, which takes registered names only.
+    grant = await requestPushGrant(path.join(dataRoot, "run", "registry-grants.sock"), [
+      "bench:direct",
+      "bench:buildctl",
+    ]);
     const rootfs = path.join(tmp, "busybox.tar");
     await writeBusyboxRootfs(rootfs);
     await run("docker", ["import", rootfs, "busybox:local"], { env });
@@ -118,6 +126,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    grant?.release();
     await daemon.stop();
     await rm(tmp, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { build } from "../src/buildkit/index.js";
-import { createRegistryServer, ImageStore, importRootfs } from "../src/images/index.js";
+import { createRegistryServer, ImageStore, importRootfs, serveGrantSocket } from "../src/images/index.js";
 import { freePort, startBuildkitd } from "../test/support/buildkitd.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { tool } from "../test/support/tools.js";
@@ -43,9 +43,14 @@ async function main(): Promise<void> {
   const registryAddr = await registry.listen(`tcp://127.0.0.1:${port}`);
   const registryHost = new URL(registryAddr).host;
   await mkdir(path.join(dataRoot, "run"), { recursive: true });
+  // The endpoint takes pushes only for registered names: this process's own builds, and `arca build`
+  // through the grant socket a daemon serves.
+  const grant = registry.allowPush(["bench:api", "bench:buildctl"]);
+  const grantSocket = path.join(dataRoot, "run", "registry-grants.sock");
+  const grants = await serveGrantSocket(registry, grantSocket);
   await writeFile(
     path.join(dataRoot, "run", "daemon.json"),
-    JSON.stringify({ pid: process.pid, buildkitAddr: bk.addr, registryHost }),
+    JSON.stringify({ pid: process.pid, buildkitAddr: bk.addr, registryHost, grantSocket }),
   );
   try {
     const only = process.env.BENCH_CASES?.split(",");
@@ -116,6 +121,8 @@ async function main(): Promise<void> {
       process.stdout.write(`${rows[rows.length - 1]}\n`);
     }
   } finally {
+    grant.release();
+    await grants.close();
     await registry.close();
     store.close();
     await bk.stop();

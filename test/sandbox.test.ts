@@ -8,8 +8,9 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
-import { BuildKitError, build, type StatusResponse } from "../src/buildkit/index.js";
-import { ImageStore, importRootfs } from "../src/images/index.js";
+import { BuildKitError, type BuildOptions, build, type StatusResponse } from "../src/buildkit/index.js";
+import { ImageStore, importRootfs, requestPushGrant } from "../src/images/index.js";
+import { SANDBOX_REGISTRY_HOST } from "../src/sandbox/index.js";
 import { writeBusyboxRootfs } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
 import { imageFiles } from "./support/image-files.js";
@@ -72,7 +73,18 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
   let daemon: DaemonProc;
   let store: ImageStore;
   let addr: string;
-  const imageStore = { registryHost: "127.0.0.1:5000" };
+  /** build() into the daemon's store: its registry endpoint takes the push once the daemon granted the tags. */
+  const storeBuild = async (opts: BuildOptions & { tags: string[] }) => {
+    const grant = await requestPushGrant(path.join(dataRoot, "run", "registry-grants.sock"), opts.tags);
+    try {
+      return await build({
+        ...opts,
+        imageStore: { registryHost: SANDBOX_REGISTRY_HOST, danglingPath: grant.danglingPath },
+      });
+    } finally {
+      grant.release();
+    }
+  };
 
   before(async () => {
     tmp = await mkdtemp(path.join(os.tmpdir(), "arca-sandbox-"));
@@ -110,7 +122,7 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
       "FROM busybox:local\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy\n",
     );
     await writeFile(path.join(ctx, "hello.txt"), "through the channel\n");
-    const r = await build({ addr, context: ctx, tags: ["channel:1"], imageStore });
+    const r = await storeBuild({ addr, context: ctx, tags: ["channel:1"] });
     const img = await store.inspect("channel:1");
     assert.equal(img.Id, r.imageId);
     const files = await imageFiles(store, "channel:1");
@@ -162,7 +174,7 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
     const ctx = path.join(tmp, "crash");
     await mkdir(ctx, { recursive: true });
     await writeFile(path.join(ctx, "Dockerfile"), "FROM busybox:local\nRUN echo cached-layer > /layer\n");
-    await build({ addr, context: ctx, tags: ["crash:1"], imageStore });
+    await storeBuild({ addr, context: ctx, tags: ["crash:1"] });
 
     const slow = path.join(tmp, "slow");
     await mkdir(slow, { recursive: true });
@@ -191,11 +203,10 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
     // Back within seconds, the next build hits the cache.
     const t0 = Date.now();
     const cached = new Set<string>();
-    await build({
+    await storeBuild({
       addr,
       context: ctx,
       tags: ["crash:2"],
-      imageStore,
       onProgress: (s) => {
         for (const v of s.vertexes) if (v.cached) cached.add(v.name);
       },
@@ -217,11 +228,10 @@ describe("arca daemon with BuildKit in the network-less sandbox", () => {
     assert.ok(await store.inspect("channel:1"));
     assert.ok(await store.inspect("crash:1"));
     const cached = new Set<string>();
-    await build({
+    await storeBuild({
       addr,
       context: path.join(tmp, "crash"),
       tags: ["crash:3"],
-      imageStore,
       onProgress: (s) => {
         for (const v of s.vertexes) if (v.cached) cached.add(v.name);
       },
