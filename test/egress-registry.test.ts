@@ -178,4 +178,35 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
     ]);
     assert.match(r.stderr, /RUN head -c 32 \/dev\/urandom[^\n]*\n#\d+ CACHED/);
   });
+
+  test("--push and --cache-to localhost:PORT reach a registry on the user's host (not the sandbox's loopback); steps cannot", async () => {
+    const local = await startTestRegistry(path.join(tmp, "local-registry"), "localhost", { plain: true });
+    try {
+      const ctx = await context(["FROM busybox:local", "RUN echo local > /local.txt", ""].join("\n"));
+      await ok([
+        "buildx",
+        "build",
+        "--push",
+        "-t",
+        `localhost:${local.port}/app:1`,
+        "--cache-to",
+        `type=registry,ref=localhost:${local.port}/cache:1,mode=max`,
+        ctx,
+      ]);
+      const catalog = (await local.api("/v2/_catalog")).body as { repositories: string[] };
+      assert.deepEqual(catalog.repositories.sort(), ["app", "cache"]);
+      // The host's loopback is opened to buildkitd only, for that build only: a step is refused.
+      const probe = path.join(tmp, `ctx-${++ctxCount}`);
+      await mkdir(probe, { recursive: true });
+      await copyFile(tool("arca-net-probe"), path.join(probe, "probe"));
+      await writeFile(
+        path.join(probe, "Dockerfile"),
+        `FROM busybox:local\nCOPY probe /probe\nRUN /probe get http://host-loopback.arca.internal:${local.port}/v2/ || true\n`,
+      );
+      const r = await ok(["buildx", "build", "--progress=plain", "--no-cache", probe]);
+      assert.match(r.stderr, /403 Forbidden[^\n]*host loopback/);
+    } finally {
+      await local.stop();
+    }
+  });
 });

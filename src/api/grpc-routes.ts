@@ -135,7 +135,9 @@ function rewriteFor(
     // The Solve call lasts as long as the build; its push grant ends with it.
     const ended = new AbortController();
     stream.once("close", () => ended.abort());
-    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy });
+    const egress = deps.egress;
+    const hostLoopback = egress ? (port: number) => egress.allowHostLoopback(port) : undefined;
+    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy, hostLoopback });
   }
   if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(stepProxy);
   if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost);

@@ -65,15 +65,40 @@ test("Control.Solve: a push lands in the store and goes to its registry; untagge
     name: "127.0.0.1:5000/reg.example/x:1,reg.example/x:1",
     push: "true",
   });
+  // localhost:PORT is the user's host: mapped to the name the egress proxy opens for this call only.
+  const opened: number[] = [];
+  const released: number[] = [];
+  const ended = new AbortController();
+  const withLoopback = {
+    ...deps,
+    signal: ended.signal,
+    hostLoopback: (port: number) => {
+      opened.push(port);
+      return () => released.push(port);
+    },
+  };
   for (const name of ["localhost:5000/x:1", "127.0.0.1:5000/x:1"]) {
     const local = create(SolveRequestSchema, {
       Exporters: [{ Type: "moby", Attrs: { name, push: "true" } }],
+      Cache: { Exports: [{ Type: "registry", Attrs: { ref: "localhost:5000/cache:1", mode: "max" } }] },
     });
-    assert.throws(
-      () => new SolveRewrite(deps).request(toBinary(SolveRequestSchema, local)),
-      /not reachable from the build sandbox/,
-    );
+    const bytes = toBinary(SolveRequestSchema, local);
+    const out = fromBinary(SolveRequestSchema, new SolveRewrite(withLoopback).request(bytes));
+    assert.equal(out.Exporters[0]?.Attrs.name?.split(",").at(-1), "host-loopback.arca.internal:5000/x:1");
+    assert.equal(out.Exporters[0]?.Attrs["registry.insecure"], "true");
+    assert.equal(out.Cache?.Exports[0]?.Attrs.ref, "host-loopback.arca.internal:5000/cache:1");
+    assert.throws(() => new SolveRewrite(deps).request(bytes), /cannot reach .* from a build/);
   }
+  assert.deepEqual(opened, [5000, 5000, 5000, 5000]);
+  ended.abort();
+  assert.deepEqual(released, [5000, 5000, 5000, 5000]);
+  const mixed = create(SolveRequestSchema, {
+    Exporters: [{ Type: "image", Attrs: { name: "localhost:5000/x:1,reg.example/x:1", push: "true" } }],
+  });
+  assert.throws(
+    () => new SolveRewrite(withLoopback).request(toBinary(SolveRequestSchema, mixed)),
+    /separate builds/,
+  );
   const nameless = create(SolveRequestSchema, { Exporters: [{ Type: "image", Attrs: { push: "true" } }] });
   assert.throws(
     () => new SolveRewrite(deps).request(toBinary(SolveRequestSchema, nameless)),

@@ -6,6 +6,7 @@ import {
   SolveResponseSchema,
   stepProxyAttrs,
 } from "../buildkit/index.js";
+import { HOST_LOOPBACK_NAME } from "../egress/index.js";
 import {
   formatReference,
   type ImageStore,
@@ -44,6 +45,8 @@ export interface SolveRewriteDeps {
   signal: AbortSignal;
   /** The egress proxy URL for RUN steps on the step network (this client's credential), if egress is on. */
   stepProxy?: () => string | undefined;
+  /** Opens the host's loopback `port` to buildkitd (pushes to localhost:PORT); returns the release. */
+  hostLoopback?: (port: number) => () => void;
 }
 
 /**
@@ -76,6 +79,19 @@ export class SolveRewrite implements UnaryRewrite {
       if (req.Exporters.length === 0) this.#names.push(...names);
       req.ExporterDeprecated = legacy.Type;
       req.ExporterAttrsDeprecated = legacy.Attrs;
+    }
+    if (req.Cache) {
+      for (const c of [...req.Cache.Exports, ...req.Cache.Imports]) this.#mapCacheRef(c);
+    }
+    const imports = req.FrontendAttrs["cache-imports"];
+    if (imports) {
+      try {
+        const list = JSON.parse(imports) as { Type: string; Attrs: Record<string, string> }[];
+        for (const c of list) this.#mapCacheRef(c);
+        req.FrontendAttrs["cache-imports"] = JSON.stringify(list);
+      } catch (err) {
+        if (err instanceof ApiError) throw err;
+      }
     }
     req.Entitlements = req.Entitlements.filter((e) => !DENIED_ENTITLEMENTS.has(e));
     if (req.Frontend) {
@@ -137,24 +153,52 @@ export class SolveRewrite implements UnaryRewrite {
     e.Type = "image";
     const grant = this.deps.allowPush(names, this.deps.signal);
     e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra, grant.danglingPath);
-    if (push) e.Attrs.name = [e.Attrs.name, ...names.map(upstreamPushName)].join(",");
+    if (push) {
+      const targets = names.map((n) => this.#upstreamName(n));
+      const loopback = targets.filter((t) => t.loopback);
+      if (loopback.length && loopback.length !== targets.length) {
+        throw new ApiError(
+          "invalid_parameter",
+          "a push to a registry on this host's loopback cannot share a build with pushes elsewhere: push them in separate builds",
+        );
+      }
+      // A registry on the host's loopback is plain HTTP as a rule (dockerd treats it as insecure too).
+      if (loopback.length) e.Attrs["registry.insecure"] = "true";
+      e.Attrs.name = [e.Attrs.name, ...targets.map((t) => t.name)].join(",");
+    }
     this.#storeExport = true;
     return names;
   }
-}
 
-/**
- * The name BuildKit pushes to upstream. A registry on the sandbox's own
- * loopback is not the user's: it would be refused rather than silently
- * reach nothing.
- */
-function upstreamPushName(name: string): string {
-  const domain = parseNormalizedTagged(name).domain;
-  if (/^(localhost|127(?:\.\d+){3}|\[::1\])(?::\d+)?$/i.test(domain)) {
-    throw new ApiError(
-      "invalid_parameter",
-      `cannot push ${name} from a build: a registry on this host's loopback (${domain}) is not reachable from the build sandbox; name the registry by a host name mapped in the egress policy's "hosts" (e.g. "registry.local": "127.0.0.1")`,
-    );
+  /** A registry cache ref on the host's loopback goes through the egress path too (see #upstreamName). */
+  #mapCacheRef(c: { Type: string; Attrs: Record<string, string> }): void {
+    if (c.Type !== "registry" || !c.Attrs.ref) return;
+    const t = this.#upstreamName(c.Attrs.ref);
+    if (!t.loopback) return;
+    c.Attrs.ref = t.name;
+    c.Attrs["registry.insecure"] = "true";
   }
-  return name;
+
+  /**
+   * The name BuildKit pushes to upstream. `localhost:PORT` (or 127.0.0.1)
+   * means the user's host, as with dockerd, not the sandbox's own loopback:
+   * it becomes HOST_LOOPBACK_NAME:PORT, which the egress proxy opens to
+   * buildkitd for this call only.
+   */
+  #upstreamName(name: string): { name: string; loopback: boolean } {
+    const ref = parseNormalizedTagged(name);
+    const m = /^(?:localhost|127(?:\.\d+){3}|\[::1\])(?::(\d+))?$/i.exec(ref.domain);
+    if (!m) return { name, loopback: false };
+    if (!m[1] || !this.deps.hostLoopback) {
+      throw new ApiError(
+        "invalid_parameter",
+        `cannot reach ${ref.domain} from a build: name the registry on this host with its port (localhost:PORT)`,
+      );
+    }
+    const port = Number(m[1]);
+    const release = this.deps.hostLoopback(port);
+    this.deps.signal.addEventListener("abort", release, { once: true });
+    const mapped = formatReference({ ...ref, domain: `${HOST_LOOPBACK_NAME}:${port}` });
+    return { name: mapped, loopback: true };
+  }
 }

@@ -4,12 +4,14 @@ import type { EgressAuditRecord } from "./audit-record.js";
 import type { CredentialTable, EgressClient } from "./credentials.js";
 import { EgressError } from "./errors.js";
 import { authFailure, denied, type Failure, upstreamFailure } from "./failure.js";
+import { HOST_LOOPBACK_NAME, type HostLoopbackGrants } from "./host-loopback.js";
 import type { EgressPolicy } from "./policy.js";
 import { dialUpstream, resolveUpstream } from "./upstream.js";
 
 /** What admission needs from the proxy. */
 export interface ProxyContext {
   policy(): EgressPolicy;
+  hostLoopback: HostLoopbackGrants;
   credentials: CredentialTable;
   ownAddresses?: () => string[];
   dialTimeoutMs: number;
@@ -78,6 +80,31 @@ export async function admit(
       rule,
       error,
     });
+  if (host === HOST_LOOPBACK_NAME) {
+    // Only buildkitd, only a port a running build pushes to (see HostLoopbackGrants).
+    if (auth.kind !== "buildkitd" || !ctx.hostLoopback.has(port)) {
+      const reason = `${HOST_LOOPBACK_NAME}:${port} is the host's loopback, open only to a build's push or cache export to localhost:${port}`;
+      finish("deny", "host loopback", reason);
+      return {
+        ok: false,
+        failure: denied(
+          method,
+          host,
+          port,
+          { allow: false, rule: "host loopback", reason },
+          ctx.policy().source,
+        ),
+      };
+    }
+    try {
+      const upstream = await dialUpstream(host, "127.0.0.1", port, ctx.dialTimeoutMs);
+      return { ok: true, client: auth, upstream, address: "127.0.0.1", rule: "host loopback (push)", base };
+    } catch (err) {
+      const msg = (err as Error).message;
+      finish("error", "host loopback (push)", msg, "127.0.0.1");
+      return { ok: false, failure: upstreamFailure(502, msg) };
+    }
+  }
   const policy = ctx.policy();
   let addresses: string[];
   try {

@@ -6,6 +6,7 @@ import { AuditLog } from "./audit-log.js";
 import type { EgressAuditRecord } from "./audit-record.js";
 import { CredentialTable, type EgressClient, type EgressCredential } from "./credentials.js";
 import { handleForward } from "./forward.js";
+import { HostLoopbackGrants } from "./host-loopback.js";
 import type { EgressPolicy } from "./policy.js";
 import { type EgressSummary, SummaryTable } from "./summary.js";
 import { handleConnect } from "./tunnel.js";
@@ -38,6 +39,7 @@ export class EgressProxy {
   private policy: EgressPolicy;
   private readonly credentials = new CredentialTable();
   private readonly summaries = new SummaryTable();
+  private readonly hostLoopback = new HostLoopbackGrants();
   private readonly listeners = new Set<(r: EgressAuditRecord) => void>();
   private readonly audit: AuditLog;
   private auditOpened: Promise<void> | undefined;
@@ -52,6 +54,7 @@ export class EgressProxy {
     this.audit = new AuditLog(opts.auditLogPath, this.log);
     this.ctx = {
       policy: () => this.policy,
+      hostLoopback: this.hostLoopback,
       credentials: this.credentials,
       ...(opts.ownAddresses ? { ownAddresses: opts.ownAddresses } : {}),
       dialTimeoutMs: opts.dialTimeoutMs ?? 10_000,
@@ -83,6 +86,14 @@ export class EgressProxy {
   /** A fresh random credential for a client; requests with it are attributed to the client until release(). */
   register(client: EgressClient, password?: string): EgressCredential {
     return this.credentials.register(client, password);
+  }
+
+  /**
+   * Lets buildkitd reach the host's loopback `port` under HOST_LOOPBACK_NAME
+   * (a build pushing to `localhost:port`) until the returned function runs.
+   */
+  allowHostLoopback(port: number): () => void {
+    return this.hostLoopback.allow(port);
   }
 
   /** Totals of a client's requests so far (kept after release, for the closing line of a build). */
