@@ -113,6 +113,13 @@ describe("the BuildKit sandbox runs with least privilege", () => {
     assert.notEqual(id, old.id);
     const inspect = JSON.parse((await docker("inspect", "arca-buildkit")).stdout)[0];
     assert.equal(inspect.HostConfig.Privileged, false);
+    assert.equal(inspect.HostConfig.PidsLimit, PIDS_LIMIT);
+    assert.equal(inspect.HostConfig.Memory, MEMORY_MIB * 1024 ** 2);
+    assert.deepEqual(inspect.HostConfig.Sysctls, { "net.ipv4.ip_forward": "1" });
+    assert.deepEqual(inspect.HostConfig.SecurityOpt, [
+      "seccomp=default;allow=pivot_root;enosys=keyctl,add_key,request_key",
+    ]);
+    assert.deepEqual(inspect.HostConfig.CapAdd, ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]);
     assert.equal(inspect.State.Running, true);
   });
 

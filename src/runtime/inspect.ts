@@ -48,6 +48,12 @@ export interface ContainerInspect {
     RestartPolicy: { Name: string; MaximumRetryCount: number };
     Privileged: boolean;
     CapAdd: string[] | null;
+    /** Docker's: null for the default seccomp profile; here also how the default was changed. */
+    SecurityOpt: string[] | null;
+    Sysctls: Record<string, string> | null;
+    /** Bytes; 0: no limit. */
+    Memory: number;
+    PidsLimit: number | null;
     LogConfig: { Type: string; Config: Record<string, string> };
   };
   Mounts: {
@@ -111,6 +117,10 @@ export function toInspect(c: ContainerRecord, paths: RuntimePaths): ContainerIns
       },
       Privileged: c.spec.privileged ?? false,
       CapAdd: c.spec.capAdd?.length ? c.spec.capAdd : null,
+      SecurityOpt: securityOpt(c),
+      Sysctls: c.spec.sysctls && Object.keys(c.spec.sysctls).length ? c.spec.sysctls : null,
+      Memory: c.spec.memory ?? 0,
+      PidsLimit: c.spec.pidsLimit ?? null,
       LogConfig: { Type: "json-file", Config: {} },
     },
     Mounts: mounts.map((m) => ({
@@ -123,4 +133,16 @@ export function toInspect(c: ContainerRecord, paths: RuntimePaths): ContainerIns
       Propagation: m.type === "bind" ? "rprivate" : "",
     })),
   };
+}
+
+function securityOpt(c: ContainerRecord): string[] | null {
+  const sc = c.spec.seccomp;
+  if (c.spec.privileged) return ["label=disable"];
+  if (sc === "unconfined") return ["seccomp=unconfined"];
+  if (!sc || (!sc.allow?.length && !sc.enosys?.length)) return null;
+  const parts = [
+    ...(sc.allow?.length ? [`allow=${sc.allow.join(",")}`] : []),
+    ...(sc.enosys?.length ? [`enosys=${sc.enosys.join(",")}`] : []),
+  ];
+  return [`seccomp=default;${parts.join(";")}`];
 }
