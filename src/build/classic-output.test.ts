@@ -176,6 +176,22 @@ describe("ClassicOutput", () => {
     assert.doesNotMatch(text, /Running in/);
   });
 
+  it("shows build labels as one last LABEL step, keys sorted, as the classic builder does", () => {
+    const out = collect();
+    const c = new ClassicOutput(out.emit, {
+      dockerfile: "FROM busybox:local\nRUN true\n",
+      labels: { z: "1", a: "x y" },
+    });
+    c.update(
+      status([
+        { digest: digest("1"), name: "[1/2] FROM docker.io/library/busybox:local", phase: "done" },
+        { digest: digest("2"), name: "[2/2] RUN true", phase: "cached" },
+      ]),
+    );
+    c.finish({ imageId: digest("f") });
+    assert.match(out.text(), /Step 3\/3 : LABEL "a"='x y' "z"='1'\n ---> Using cache\n ---> ffffffffffff\n$/);
+  });
+
   it("stops at a failed step: its output shows, nothing after it", () => {
     const out = collect();
     const c = new ClassicOutput(out.emit, { dockerfile });

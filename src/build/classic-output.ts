@@ -46,6 +46,8 @@ export interface ClassicOutputOptions {
   dockerfile?: string;
   /** The target stage (`--target`); the classic builder stops after it. */
   target?: string;
+  /** Build labels (`--label`): the classic builder shows them as a last LABEL step. */
+  labels?: Record<string, string>;
 }
 
 function shortId(digest: string): string {
@@ -83,7 +85,7 @@ export class ClassicOutput {
     private readonly emit: EmitMessage,
     private readonly opts: ClassicOutputOptions = {},
   ) {
-    this.#plan = planDockerfile(opts.dockerfile ?? "", opts.target);
+    this.#plan = planDockerfile(opts.dockerfile ?? "", opts.target, opts.labels);
     this.#steps = this.#plan.steps.map((s) => ({ ...s, printed: "none", container: newContainerId() }));
     for (const s of this.#steps) {
       if (s.vertexIndex === 0) continue;

@@ -120,7 +120,11 @@ function stageRefs(text: string): string[] {
  * the BuildKit vertex that carries it out, if any, and which stages the
  * target needs.
  */
-export function planDockerfile(source: string, target?: string): DockerfilePlan {
+export function planDockerfile(
+  source: string,
+  target?: string,
+  labels: Record<string, string> = {},
+): DockerfilePlan {
   const steps: DockerfileStep[] = [];
   const stages: (DockerfileStage & { deps: Set<number> })[] = [];
   let vertexCount = 0;
@@ -150,6 +154,12 @@ export function planDockerfile(source: string, target?: string): DockerfilePlan 
       }
     const vertexIndex = stage >= 0 && VERTEX_KEYWORDS.has(keyword) ? ++vertexCount : 0;
     steps.push({ text, keyword, stage, vertexIndex });
+  }
+  // The classic builder turns build labels into one more instruction at the end (parser.NodeFromLabels).
+  const keys = Object.keys(labels).sort();
+  if (keys.length && stages.length) {
+    const text = `LABEL ${keys.map((k) => `${JSON.stringify(k)}='${labels[k]}'`).join(" ")}`;
+    steps.push({ text, keyword: "LABEL", stage: stages.length - 1, vertexIndex: 0 });
   }
   if (stages.length === 1 && stages[0]) stages[0].key = "";
   const wanted = target ? stageIndex(target.toLowerCase()) : stages.length - 1;

@@ -187,6 +187,7 @@ async function streamBuild(
         imageIdFor: deps.imageIdFor,
         dockerfile: dockerfileText,
         target: params.target,
+        labels: params.labels,
       })
     : undefined;
   const recorder = memoKey ? new ProgressRecorder() : undefined;
@@ -283,6 +284,7 @@ function replayBuild(
       imageIdFor: deps.imageIdFor,
       dockerfile: dockerfileText,
       target: params.target,
+      labels: params.labels,
     });
     classic.update(hit.progress);
     classic.finish({ imageId: hit.imageId });
