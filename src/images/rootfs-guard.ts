@@ -67,14 +67,20 @@ export class RootfsGuard extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    if (this.#error) return cb(this.#error);
+    if (this.#error) {
+      cb(this.#error);
+      return;
+    }
     this.push(chunk);
     if (this.#extract.write(chunk)) cb(this.#error);
     else this.#extract.once("drain", () => cb(this.#error));
   }
 
   override _flush(cb: TransformCallback): void {
-    if (this.#error) return cb(this.#error);
+    if (this.#error) {
+      cb(this.#error);
+      return;
+    }
     const done = Promise.race([once(this.#extract, "finish"), once(this.#extract, "close")]);
     // streamx's end() takes an optional last chunk (the typings insist on one).
     (this.#extract as unknown as { end(): void }).end();
