@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -146,4 +147,32 @@ test("uncompressedSize: a gzip blob's size from its trailer, anything else as st
   assert.equal(await store.uncompressedSize(zipped.digest), data.length);
   const plain = await store.ingest(Readable.from([Buffer.from("plain tar stand-in")]));
   assert.equal(await store.uncompressedSize(plain.digest), "plain tar stand-in".length);
+});
+
+test("an upload whose write fails half-way (ENOSPC, pusher gone) gives its space back", async () => {
+  const id = await store.startUpload();
+  await store.appendUpload(id, Readable.from([Buffer.from("first chunk")]));
+  const failing = new Readable({
+    read() {
+      this.push(Buffer.alloc(1024));
+      this.destroy(Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" }));
+    },
+  });
+  await assert.rejects(store.appendUpload(id, failing), /ENOSPC/);
+  await assert.rejects(store.uploadSize(id), (e) => e instanceof ImageError && e.code === "upload_not_found");
+  assert.deepEqual(
+    (await readdir(join(root, "ingest"))).filter((n) => n.includes(id)),
+    [],
+  );
+});
+
+test("the start-up sweep removes ingest files of dead writers, not live uploads", async () => {
+  const live = await store.startUpload();
+  const dead = spawnSync(process.execPath, ["-e", ""]).pid as number;
+  await writeFile(join(root, "ingest", `blob-${dead}-abcd`), "partial");
+  await writeFile(join(root, "ingest", `upload-${dead}-11111111-2222-4333-8444-555555555555`), "partial");
+  const report = await store.sweepIngest();
+  assert.equal(report.files, 2);
+  assert.equal(await store.uploadSize(live), 0);
+  await store.abortUpload(live);
 });
