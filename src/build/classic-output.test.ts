@@ -192,6 +192,23 @@ describe("ClassicOutput", () => {
     assert.match(out.text(), /Step 3\/3 : LABEL "a"='x y' "z"='1'\n ---> Using cache\n ---> ffffffffffff\n$/);
   });
 
+  it("does not wait for a vertex BuildKit never makes (WORKDIR /)", () => {
+    const out = collect();
+    const c = new ClassicOutput(out.emit, {
+      dockerfile: "FROM busybox:local\nWORKDIR /\nRUN true\nRUN sleep 1\n",
+    });
+    c.update(
+      status([
+        { digest: digest("1"), name: "[1/4] FROM docker.io/library/busybox:local", phase: "done" },
+        { digest: digest("2"), name: "[2/4] RUN true", phase: "done" },
+        { digest: digest("3"), name: "[3/4] RUN sleep 1", phase: "start" },
+      ]),
+    );
+    // Still building, yet everything up to the running step is out.
+    assert.match(out.text(), /Step 2\/4 : WORKDIR \/\n ---> [0-9a-f]{12}\nStep 3\/4 : RUN true\n/);
+    assert.match(out.text(), /Step 4\/4 : RUN sleep 1\n ---> Running in/);
+  });
+
   it("stops at a failed step: its output shows, nothing after it", () => {
     const out = collect();
     const c = new ClassicOutput(out.emit, { dockerfile });

@@ -194,7 +194,10 @@ export class ClassicOutput {
     result: { imageId?: string; failed?: boolean },
   ): boolean {
     const v = step.vertex;
-    const runsAsVertex = step.vertexIndex > 0 && this.#stageNeeded(step);
+    // BuildKit announces a stage's vertices in order; one that a later step's vertex has overtaken
+    // never comes (`WORKDIR /` needs none): that step is applied without one.
+    const runsAsVertex =
+      step.vertexIndex > 0 && this.#stageNeeded(step) && (v !== undefined || !this.#overtaken(step));
     // A step whose vertex has not shown yet: wait for it while the build runs.
     if (runsAsVertex && !v?.started && !all) return false;
     // An instruction without a vertex is cached when the next step of its stage is (a cache miss
@@ -264,6 +267,11 @@ export class ClassicOutput {
         if (s.keyword === "RUN") this.emit({ stream: ` ---> Running in ${s.container}\n` });
         for (const msg of s.vertex.pending.splice(0)) this.emit(msg);
       }
+  }
+
+  #overtaken(step: PlannedStep): boolean {
+    const i = this.#steps.indexOf(step);
+    return this.#steps.slice(i + 1).some((s) => s.stage === step.stage && s.vertex !== undefined);
   }
 
   /** The next step of the same stage that BuildKit runs as a vertex. */
