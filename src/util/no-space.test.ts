@@ -13,6 +13,8 @@ test("a full disk is named by the path that failed, through wrapped causes", () 
     "no space left on /var/lib/arca/images/ingest/blob-1-a: loading the sandbox image",
   );
   assert.equal(noSpaceMessage(new Error("boom")), undefined);
+  const sqlite = Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+  assert.equal(noSpaceMessage(sqlite), "no space left on the device: database or disk is full");
   const named = new Error("no space left on /x: unpacking", { cause: { code: "ENOSPC" } });
   assert.equal(noSpaceMessage(named), "no space left on /x: unpacking");
 });
