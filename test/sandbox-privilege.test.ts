@@ -138,6 +138,10 @@ describe("the BuildKit sandbox runs with least privilege", () => {
       },
       stdout,
     );
+    // No way around it through the API.
+    await assert.rejects(docker("exec", "--privileged", "arca-buildkit", "true"), (e: { stderr: string }) =>
+      /privileged exec is not supported by Arca/.test(e.stderr),
+    );
     // buildkitd itself, not just an exec'd shell.
     const bk = await docker(
       "exec",

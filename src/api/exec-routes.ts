@@ -119,6 +119,12 @@ export function registerExecRoutes(router: Router, deps: ApiDeps, execs: ExecSto
 function execConfig(body: Record<string, unknown>): ExecConfig {
   const cmd = strings(body.Cmd, "Cmd");
   if (!cmd.length) throw new ApiError("invalid_parameter", "No exec command specified");
+  // Containers here (the BuildKit sandbox) are deliberately not privileged: no process in them gets more.
+  if (body.Privileged === true)
+    throw new ApiError(
+      "invalid_parameter",
+      "privileged exec is not supported by Arca: its containers run with least privilege",
+    );
   const str = (k: string) => {
     const v = body[k];
     if (v === undefined || v === null) return "";
