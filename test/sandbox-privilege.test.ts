@@ -138,6 +138,32 @@ describe("the BuildKit sandbox runs with least privilege", () => {
       },
       stdout,
     );
+    // Only runc's default devices: no disk, kvm, vsock, loop, fuse or kmsg from the host.
+    const devs = (await docker("exec", "arca-buildkit", "ls", "/dev")).stdout.split(/\s+/).filter(Boolean);
+    assert.deepEqual(
+      devs.filter(
+        (d) =>
+          ![
+            "fd",
+            "full",
+            "mqueue",
+            "null",
+            "ptmx",
+            "pts",
+            "random",
+            "shm",
+            "stderr",
+            "stdin",
+            "stdout",
+            "tty",
+            "urandom",
+            "zero",
+            "console",
+          ].includes(d),
+      ),
+      [],
+      devs.join(" "),
+    );
     // No way around it through the API.
     await assert.rejects(docker("exec", "--privileged", "arca-buildkit", "true"), (e: { stderr: string }) =>
       /privileged exec is not supported by Arca/.test(e.stderr),
