@@ -32,6 +32,8 @@ export interface UnaryRewrite {
 /** Rewrites every message of a server-streaming response (e.g. Control.Status). */
 export interface ResponseStreamRewrite {
   responseMessage(msg: Uint8Array): Uint8Array;
+  /** Sees (never changes) the request's messages. */
+  requestMessage?(msg: Uint8Array): void;
 }
 
 /** A unary request is buffered to be rewritten; gRPC's own default receive limit. */
@@ -110,7 +112,17 @@ export function forwardStream(
   });
 
   if (rewrite) rewriteRequest(stream, up, rewrite);
-  else stream.pipe(up);
+  else if (mapStream?.requestMessage) {
+    const observe = mapStream.requestMessage.bind(mapStream);
+    stream
+      .pipe(
+        new GrpcMessageMapper((m) => {
+          observe(m);
+          return m;
+        }),
+      )
+      .pipe(up);
+  } else stream.pipe(up);
 }
 
 function rewriteRequest(

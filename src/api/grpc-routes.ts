@@ -8,6 +8,7 @@ import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js
 import { forwardStream, type ResponseStreamRewrite, type UnaryRewrite } from "./grpc-proxy.js";
 import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
 import { STATUS_PATH, StatusRewrite } from "./grpc-status.js";
+import { StoreOnlyRefs } from "./grpc-store-refs.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import type { Router } from "./router.js";
 
@@ -28,6 +29,8 @@ const CONNECTION_WINDOW = 16 << 20;
  * Control.Status names pushed images as the user named them (StatusRewrite).
  */
 export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMemo): void {
+  // Shared by every connection: a client may follow a solve's progress on another one.
+  const storeOnlyRefs = new StoreOnlyRefs();
   // Without an Upgrade header Node does not hand the request over as an upgrade.
   router.add("POST", "/grpc", ({ req }) => {
     req.resume();
@@ -46,7 +49,7 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
-      await serveGrpc(socket, early, client, deps, memo, gone.signal);
+      await serveGrpc(socket, early, client, deps, memo, gone.signal, storeOnlyRefs);
     } catch (err) {
       if (upgraded) socket.destroy();
       else writeHttpError(socket, err);
@@ -66,6 +69,7 @@ function serveGrpc(
   deps: ApiDeps,
   memo: BuildMemo,
   signal: AbortSignal,
+  storeOnlyRefs: StoreOnlyRefs,
 ): Promise<void> {
   const upstream = client.connectHttp2(signal);
   // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
@@ -113,7 +117,7 @@ function serveGrpc(
       const path = String(headers[":path"]);
       // Classic builds answered from memory would outlive the cache this prunes.
       if (path === PRUNE_PATH) memo.clear();
-      const rewrite = rewriteFor(path, deps, stream, stepProxy);
+      const rewrite = rewriteFor(path, deps, stream, stepProxy, storeOnlyRefs);
       forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
     };
     server.on("stream", onStream);
@@ -130,6 +134,7 @@ function rewriteFor(
   deps: ApiDeps,
   stream: http2.ServerHttp2Stream,
   stepProxy: () => string | undefined,
+  storeOnlyRefs: StoreOnlyRefs,
 ): UnaryRewrite | ResponseStreamRewrite | undefined {
   if (path === SOLVE_PATH) {
     // The Solve call lasts as long as the build; its push grant ends with it.
@@ -137,9 +142,9 @@ function rewriteFor(
     stream.once("close", () => ended.abort());
     const egress = deps.egress;
     const hostLoopback = egress ? (port: number) => egress.allowHostLoopback(port) : undefined;
-    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy, hostLoopback });
+    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy, hostLoopback, storeOnlyRefs });
   }
   if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(stepProxy);
-  if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost);
+  if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost, storeOnlyRefs);
   return undefined;
 }

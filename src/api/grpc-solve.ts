@@ -15,6 +15,7 @@ import {
 } from "../images/index.js";
 import { ApiError } from "./errors.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
+import type { StoreOnlyRefs } from "./grpc-store-refs.js";
 
 export const SOLVE_PATH = "/moby.buildkit.v1.Control/Solve";
 
@@ -47,6 +48,8 @@ export interface SolveRewriteDeps {
   stepProxy?: () => string | undefined;
   /** Opens the host's loopback `port` to buildkitd (pushes to localhost:PORT); returns the release. */
   hostLoopback?: (port: number) => () => void;
+  /** Where solves that only land images in the store are noted, for their progress (StatusRewrite). */
+  storeOnlyRefs?: StoreOnlyRefs;
 }
 
 /**
@@ -63,6 +66,8 @@ export class SolveRewrite implements UnaryRewrite {
   /** Full names (`docker.io/library/app:1`) the store should have once the solve succeeds. */
   #names: string[] = [];
   #storeExport = false;
+  /** An image exporter also pushes to a registry. */
+  #pushes = false;
 
   constructor(private readonly deps: SolveRewriteDeps) {}
 
@@ -93,6 +98,7 @@ export class SolveRewrite implements UnaryRewrite {
         if (err instanceof ApiError) throw err;
       }
     }
+    if (this.#storeExport && !this.#pushes && req.Ref) this.deps.storeOnlyRefs?.add(req.Ref);
     req.Entitlements = req.Entitlements.filter((e) => !DENIED_ENTITLEMENTS.has(e));
     if (req.Frontend) {
       const mode = policyNetworkMode(req.FrontendAttrs["force-network-mode"]);
@@ -154,6 +160,7 @@ export class SolveRewrite implements UnaryRewrite {
     const grant = this.deps.allowPush(names, this.deps.signal);
     e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra, grant.danglingPath);
     if (push) {
+      this.#pushes = true;
       const targets = names.map((n) => this.#upstreamName(n));
       const loopback = targets.filter((t) => t.loopback);
       if (loopback.length && loopback.length !== targets.length) {

@@ -225,7 +225,7 @@ async function streamBuild(
       signal,
       onProgress: (raw) => {
         // The image exporter's push lines name the image, not the registry endpoint it goes through.
-        const s = mapStatusText(raw, (t) => storeExportText(deps.registryHost, t));
+        const s = mapStatusText(raw, (t) => storeExportText(deps.registryHost, t, true));
         recorder?.add(s);
         if (classic) classic.update(s);
         else out.emit(traceMessage(s));

@@ -15,6 +15,7 @@ export {
   ExporterSchema,
   SolveRequestSchema,
   SolveResponseSchema,
+  StatusRequestSchema,
   type StatusResponse,
   StatusResponseSchema,
 } from "./gen/moby/buildkit/v1/control_pb.js";

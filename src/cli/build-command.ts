@@ -134,7 +134,10 @@ export async function runBuildCommand(argv: string[], io: CommandIO): Promise<nu
       imageStore: registryHost ? { registryHost, danglingPath: grant?.danglingPath } : undefined,
       signal: ac.signal,
       onProgress: printer
-        ? (s) => printer?.update(registryHost ? mapStatusText(s, (t) => storeExportText(registryHost, t)) : s)
+        ? (s) =>
+            printer?.update(
+              registryHost ? mapStatusText(s, (t) => storeExportText(registryHost, t, needStore)) : s,
+            )
         : undefined,
       onConnectAttempt: ({ attempt, attempts, delayMs, error }) => {
         if (error && !quiet) {

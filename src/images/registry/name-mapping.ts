@@ -103,11 +103,12 @@ export function displayPushNames(registryHost: string, text: string): string {
  * A progress text of a build whose image goes into Arca's store, as dockerd shows a local load:
  * the exporter's push of `app:1` through the registry endpoint ("pushing manifest for
  * 127.0.0.1:5000/library/app:1@sha256:…") reads "naming to docker.io/library/app:1", an untagged one
- * "naming to moby-dangling@sha256:…", and "pushing layers" reads "storing layers": nothing leaves the
- * machine, so nothing should read like a push. Other names through the endpoint as displayPushNames.
+ * "naming to moby-dangling@sha256:…", and, when the build pushes nowhere else (`storeOnly`),
+ * "pushing layers" reads "storing layers": nothing leaves the machine, so nothing should read like a
+ * push. Other names through the endpoint as displayPushNames.
  */
-export function storeExportText(registryHost: string, text: string): string {
-  if (text === "pushing layers") return "storing layers";
+export function storeExportText(registryHost: string, text: string, storeOnly = false): string {
+  if (text === "pushing layers") return storeOnly ? "storing layers" : text;
   const prefix = `pushing manifest for ${registryHost}/`;
   if (text.startsWith(prefix)) {
     const m = /^([a-z0-9._/-]+)(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/.exec(
