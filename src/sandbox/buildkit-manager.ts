@@ -18,6 +18,7 @@ import {
   sandboxIsolation,
   shareChannel,
   specVersion,
+  subidOverlaps,
 } from "./sandbox-isolation.js";
 
 /** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
@@ -176,6 +177,7 @@ export class BuildKitManager {
         await rt.removeVolume(CACHE_VOLUME);
       }
     }
+    if (!current) for (const w of await subidOverlaps()) this.opts.log?.(`warning: ${w}`);
     const id = current ? existing.Id : (await rt.create(spec)).id;
     const info = rt.inspect(id);
     if (info.State.Running && configChanged) {

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { chmod, chown, lchown, lstat, mkdir, readdir } from "node:fs/promises";
+import { chmod, chown, lchown, lstat, mkdir, readdir, readFile } from "node:fs/promises";
 import { totalmem } from "node:os";
 import path from "node:path";
 import type { ContainerSpec, UsernsMapping } from "../runtime/index.js";
@@ -93,4 +93,28 @@ async function chownTree(p: string, ids: UsernsMapping, gid = ids.hostId): Promi
   const st = await lstat(p);
   await lchown(p, ids.hostId, gid);
   if (st.isDirectory()) for (const n of await readdir(p)) await chownTree(path.join(p, n), ids, gid);
+}
+
+/**
+ * Host users whose subordinate ids (/etc/subuid, /etc/subgid: what rootless containers map to) overlap
+ * the sandbox's: their containers' processes would share its host ids. Returns a warning per overlap.
+ */
+export async function subidOverlaps(
+  ids: UsernsMapping = SANDBOX_USERNS,
+  files = ["/etc/subuid", "/etc/subgid"],
+): Promise<string[]> {
+  const warnings: string[] = [];
+  for (const file of files) {
+    const text = await readFile(file, "utf8").catch(() => "");
+    for (const line of text.split("\n")) {
+      const [user, start, count] = line.trim().split(":");
+      const [a, n] = [Number(start), Number(count)];
+      if (!user || !Number.isInteger(a) || !Number.isInteger(n)) continue;
+      if (a < ids.hostId + ids.size && ids.hostId < a + n)
+        warnings.push(
+          `${file} gives ${user} ids ${a}-${a + n - 1}, which overlap the sandbox's user namespace (${ids.hostId}-${ids.hostId + ids.size - 1}): that user's rootless containers would share its host ids`,
+        );
+    }
+  }
+  return warnings;
 }
