@@ -85,11 +85,13 @@ export async function handleForward(
   }
   let error: string | undefined;
   const headers: OutgoingHttpHeaders = {};
+  // RFC 9112 3.2.2: a proxy replaces Host with the absolute-form target's authority.
+  headers.Host = url.host;
   for (const [k, v] of endToEndHeaders(req.rawHeaders)) {
+    if (k.toLowerCase() === "host") continue;
     const prev = headers[k];
     headers[k] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [String(prev)]), v];
   }
-  if (!req.headers.host) headers.Host = url.host;
   const up = http.request({
     method,
     path: `${url.pathname}${url.search}`,

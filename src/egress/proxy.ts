@@ -146,10 +146,15 @@ export class EgressProxy {
       connectionsCheckingInterval: Math.min(1000, headersTimeout),
       noDelay: true,
     });
+    // Node bounds a request head only once its first byte arrives: a connection
+    // that sends nothing is bounded here (Node's own timeout handler destroys it).
+    server.on("connection", (socket: net.Socket) => socket.setTimeout(headersTimeout));
     server.on("request", (req, res) => {
+      req.socket.setTimeout(0);
       handleForward(this.ctx, req, res).catch((err) => this.internal(err, () => res.destroy()));
     });
     server.on("connect", (req, socket, head) => {
+      socket.setTimeout(0);
       handleConnect(this.ctx, req, socket as net.Socket, head, this.tunnels).catch((err) =>
         this.internal(err, () => socket.destroy()),
       );
