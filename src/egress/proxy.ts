@@ -153,9 +153,10 @@ export class EgressProxy {
       req.socket.setTimeout(0);
       handleForward(this.ctx, req, res).catch((err) => this.internal(err, () => res.destroy()));
     });
-    server.on("connect", (req, socket, head) => {
+    server.on("connect", (req, duplex, head) => {
+      const socket = duplex as net.Socket;
       socket.setTimeout(0);
-      handleConnect(this.ctx, req, socket as net.Socket, head, this.tunnels).catch((err) =>
+      handleConnect(this.ctx, req, socket, head, this.tunnels).catch((err) =>
         this.internal(err, () => socket.destroy()),
       );
     });
