@@ -28,6 +28,9 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # htpasswd (bcrypt) for the test registry's basic auth.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# curl and openssl: the egress tests' clients and their origins' self-signed certificates.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The sandbox's trust roots for upstream registries and ADD https://.
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 if [ ${#need_apt[@]} -gt 0 ]; then
