@@ -28,6 +28,7 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # htpasswd (bcrypt) for the test registry's basic auth.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+command -v patch >/dev/null 2>&1 || need_apt+=(patch)
 # curl and openssl: the egress tests' clients and their origins' self-signed certificates.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
@@ -49,10 +50,12 @@ ln -sf "$bb" "$BIN/busybox"
 # build_module LABEL MODULE VERSION LDFLAGS "SRC=DST ..." PACKAGE...: a static
 # build of packages of a Go module fetched through the Go module proxy; the
 # binaries SRC are installed as DST in $BIN. Cached by a version stamp.
+# BUILD_MODFILE (an alternate go.mod, go build -modfile) and STAMP_SUFFIX (part
+# of the cache stamp) apply to one call when set.
 build_module() {
   local label="$1" module="$2" version="$3" ldflags="$4" outputs="$5" o dir tmp ok=1
   shift 5
-  local stamp="$BIN/.$label-$version"
+  local stamp="$BIN/.$label-$version${STAMP_SUFFIX:-}"
   for o in $outputs; do [ -x "$BIN/${o#*=}" ] || ok=0; done
   if [ -f "$stamp" ] && [ $ok = 1 ]; then
     step "$label $version: cached"
@@ -65,12 +68,36 @@ build_module() {
   tmp="$BIN/.build-$label-$$"
   mkdir -p "$tmp"
   ( cd "$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath \
+      ${BUILD_MODFILE:+-modfile "$BUILD_MODFILE"} \
       -tags "osusergo netgo static_build" -ldflags "-s -w $ldflags" -o "$tmp/" "$@" )
   for o in $outputs; do mv -f "$tmp/${o%%=*}" "$BIN/${o#*=}"; done
   rmdir "$tmp"
   rm -f "$BIN/.$label-"v*
   touch "$stamp"
 }
+# BuildKit carries one fix to its fsutil dependency (scripts/patches/; a
+# patched copy of fsutil replaces it through an alternate go.mod, the module
+# cache is not changed): the build context's receiver writes a file's data
+# after setting its mode, and inside the sandbox's user namespace that write
+# clears setuid/setgid (only CAP_FSETID in the host's user namespace keeps
+# them), so COPY lost the bits.
+patched_modfile() { # prints the alternate go.mod for the pinned BuildKit
+  local bkdir fsver fsdir out
+  bkdir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/moby/buildkit@$BUILDKIT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  fsver=$(awk '$1 == "github.com/tonistiigi/fsutil" { print $2; exit }' "$bkdir/go.mod")
+  fsdir=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "github.com/tonistiigi/fsutil@$fsver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$fsdir" ] || { echo "go mod download of fsutil $fsver failed" >&2; exit 1; }
+  out="$BIN/.buildkit-patched"
+  rm -rf "$out" && mkdir -p "$out"
+  cp -r "$fsdir" "$out/fsutil" && chmod -R u+w "$out/fsutil"
+  patch -s -p1 -d "$out/fsutil" <"$here/patches/fsutil-keep-setid-after-async-write.patch" >&2
+  cp "$bkdir/go.mod" "$out/go.mod" && cp "$bkdir/go.sum" "$out/go.sum" && chmod u+w "$out/go.mod" "$out/go.sum"
+  go mod edit -modfile="$out/go.mod" -replace "github.com/tonistiigi/fsutil=$out/fsutil" "$out/go.mod" >&2 ||
+    (cd "$bkdir" && go mod edit -modfile="$out/go.mod" -replace "github.com/tonistiigi/fsutil=$out/fsutil") >&2
+  echo "$out/go.mod"
+}
+patch_sum=$(sha256sum "$here/patches/fsutil-keep-setid-after-async-write.patch" | cut -c1-8)
+STAMP_SUFFIX="-fsutil-$patch_sum" BUILD_MODFILE="$(patched_modfile)" \
 build_module buildkit github.com/moby/buildkit "$BUILDKIT_VERSION" \
   "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
   "buildkitd=buildkitd buildctl=buildctl" ./cmd/buildkitd ./cmd/buildctl
