@@ -1,8 +1,18 @@
 import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { type EgressCredential, EgressProxy, loadEgressPolicy } from "../egress/index.js";
+import {
+  type EgressCredential,
+  EgressProxy,
+  loadEgressPolicy,
+  writeEgressPolicyStatus,
+} from "../egress/index.js";
 import { errorMessage } from "../util/index.js";
+
+/** Where the daemon reports each policy (re)load, for `arca egress reload`. */
+export function egressPolicyStatusFile(dataRoot: string): string {
+  return path.join(dataRoot, "run", "egress-policy.json");
+}
 
 export interface DaemonEgress {
   proxy: EgressProxy;
@@ -37,16 +47,31 @@ export async function openDaemonEgress(opts: {
     { id: "buildkitd", kind: "buildkitd", tags: [] },
     await persistedSecret(path.join(opts.dataRoot, "run", "egress-buildkitd.secret")),
   );
+  const statusFile = egressPolicyStatusFile(opts.dataRoot);
+  let reloads = 0;
+  const report = (ok: boolean, error?: string) =>
+    writeEgressPolicyStatus(statusFile, {
+      file: policyFile,
+      reloads,
+      time: new Date().toISOString(),
+      ok,
+      policy: proxy.currentPolicy.describe(),
+      ...(error ? { error } : {}),
+    }).catch((err) => opts.log(`egress: cannot write ${statusFile}: ${errorMessage(err)}`));
+  await report(true);
   return {
     proxy,
     policyFile,
     buildkitdCredential: credentialText(cred),
     async reload() {
+      reloads++;
       try {
         proxy.setPolicy(await loadEgressPolicy(policyFile));
-        opts.log(`egress policy reloaded from ${policyFile}`);
+        opts.log(`egress policy reloaded: ${proxy.currentPolicy.describe()}`);
+        await report(true);
       } catch (err) {
         opts.log(`egress policy not reloaded (the previous one stays in force): ${errorMessage(err)}`);
+        await report(false, errorMessage(err));
       }
     },
     close: () => proxy.close(),

@@ -8,6 +8,7 @@ Commands:
   build     Build an image from a Dockerfile with BuildKit
   sandbox   Assemble the BuildKit sandbox image (arca sandbox image)
   image     Manage images in Arca's store (import, ls, inspect, tag, rm, save, load)
+  egress    The egress audit log and policy (arca egress log, arca egress reload)
 
 Run 'arca COMMAND --help' for more information on a command.
 `;
@@ -25,6 +26,8 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
         return await (await import("./sandbox-command.js")).runSandboxCommand(rest, io);
       case "image":
         return await (await import("./image-commands.js")).runImageCommand(rest, io);
+      case "egress":
+        return await (await import("./egress-command.js")).runEgressCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

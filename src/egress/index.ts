@@ -11,5 +11,10 @@ export {
   type EgressPolicyDoc,
   loadEgressPolicy,
 } from "./policy.js";
+export {
+  type EgressPolicyStatus,
+  readEgressPolicyStatus,
+  writeEgressPolicyStatus,
+} from "./policy-status.js";
 export { EgressProxy, type EgressProxyOptions } from "./proxy.js";
 export type { EgressSummary } from "./summary.js";
