@@ -7,6 +7,7 @@ import { authFailure, denied, type Failure, upstreamFailure } from "./failure.js
 import { HOST_LOOPBACK_NAME, type HostLoopbackGrants } from "./host-loopback.js";
 import type { EgressPolicy } from "./policy.js";
 import { dialUpstream, resolveUpstream } from "./upstream.js";
+import type { UpstreamReader } from "./upstream-reader.js";
 
 /** What admission needs from the proxy. */
 export interface ProxyContext {
@@ -40,6 +41,7 @@ export async function admit(
   rawHost: string,
   port: number,
   startedAt: number,
+  reader?: UpstreamReader,
 ): Promise<Admission> {
   const time = new Date(startedAt).toISOString();
   const host = normalizeHost(rawHost);
@@ -126,7 +128,7 @@ export async function admit(
     return { ok: false, failure: denied(method, host, port, decision, policy.source) };
   }
   try {
-    const upstream = await dialUpstream(host, decision.address, port, ctx.dialTimeoutMs);
+    const upstream = await dialUpstream(host, decision.address, port, ctx.dialTimeoutMs, reader);
     return { ok: true, client: auth, upstream, address: decision.address, rule: decision.rule, base };
   } catch (err) {
     const msg = (err as Error).message;

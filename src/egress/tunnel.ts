@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import type net from "node:net";
 import { admit, type ProxyContext } from "./admit.js";
 import { rawResponse, upstreamFailure } from "./failure.js";
+import { UpstreamReader } from "./upstream-reader.js";
 
 /** "host:port" or "[v6]:port" from a CONNECT request line, or undefined. */
 export function parseConnectTarget(target: string): { host: string; port: number } | undefined {
@@ -31,6 +32,7 @@ export async function handleConnect(
   }
   tunnels.add(client);
   client.once("close", () => tunnels.delete(client));
+  const reader = new UpstreamReader();
   const adm = await admit(
     ctx,
     "CONNECT",
@@ -38,6 +40,7 @@ export async function handleConnect(
     target.host,
     target.port,
     startedAt,
+    reader,
   );
   if (!adm.ok) {
     if (!client.destroyed) client.end(rawResponse(adm.failure));
@@ -80,5 +83,9 @@ export async function handleConnect(
   client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
   if (head.length > 0) upstream.write(head);
   client.pipe(upstream);
-  upstream.pipe(client);
+  // Downstream (the bulk of most traffic) without copies: see UpstreamReader.
+  reader.setSink((chunk, release) => {
+    client.write(chunk, () => release());
+  });
+  upstream.once("end", () => client.end());
 }

@@ -3,6 +3,7 @@ import net from "node:net";
 import { hostPort, parseIp } from "./address.js";
 import { EgressError } from "./errors.js";
 import type { EgressPolicy } from "./policy.js";
+import type { UpstreamReader } from "./upstream-reader.js";
 
 /** How a name became addresses: an IP literal, the policy's hosts map, or DNS. */
 export interface Resolution {
@@ -28,16 +29,27 @@ export async function resolveUpstream(host: string, policy: EgressPolicy): Promi
   }
 }
 
-/** Connects to address:port within timeoutMs; failures name the target, the address and the cause. */
+/**
+ * Connects to address:port within timeoutMs; failures name the target, the
+ * address and the cause. With a reader, the socket's data goes to it (not to
+ * 'data' events).
+ */
 export function dialUpstream(
   host: string,
   address: string,
   port: number,
   timeoutMs: number,
+  reader?: UpstreamReader,
 ): Promise<net.Socket> {
   const target = `${hostPort(host, port)}${address === host ? "" : ` (${address})`}`;
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: address, port, noDelay: true });
+    const sock = net.connect({
+      host: address,
+      port,
+      noDelay: true,
+      ...(reader ? { onread: reader.onread } : {}),
+    });
+    reader?.attach(sock);
     const timer = setTimeout(() => {
       sock.destroy();
       reject(
