@@ -1,22 +1,13 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
+import { dockerCli, dockerConfigWithBuildx } from "./support/docker-cli.js";
 import { type Origin, RANDOM_SIZE, startOrigin } from "./support/egress-origin.js";
 import { tool } from "./support/tools.js";
-
-const execFileAsync = promisify(execFile);
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** The host's first non-loopback IPv4 address (the egress proxy refuses it unless named). */
 function ownAddress(): string {
@@ -38,28 +29,7 @@ describe("egress: RUN steps and ADD go out through the daemon's proxy only", { t
   let env: NodeJS.ProcessEnv;
   let ctxCount = 0;
 
-  const cli = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> => {
-    try {
-      const r = await execFileAsync("docker", args, {
-        env: { ...env, ...extraEnv },
-        maxBuffer: 64 << 20,
-        timeout: 300_000,
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return {
-        code: typeof e.code === "number" ? e.code : 1,
-        stdout: e.stdout ?? "",
-        stderr: e.stderr ?? "",
-      };
-    }
-  };
-  const ok = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> => {
-    const r = await cli(args, extraEnv);
-    assert.equal(r.code, 0, `docker ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
-    return r;
-  };
+  const { cli, ok } = dockerCli(() => env);
   /** A context with the static probe and this Dockerfile. */
   const context = async (dockerfile: string): Promise<string> => {
     const dir = path.join(tmp, `ctx-${++ctxCount}`);
@@ -94,9 +64,7 @@ describe("egress: RUN steps and ADD go out through the daemon's proxy only", { t
     const certs = path.join(dataRoot, "certs.d", `files.arca.test:${origin.httpsPort}`);
     await mkdir(certs, { recursive: true });
     await copyFile(origin.caFile, path.join(certs, "ca.crt"));
-    const dockerConfig = path.join(tmp, "docker-config");
-    await mkdir(path.join(dockerConfig, "cli-plugins"), { recursive: true });
-    await symlink(tool("docker-buildx"), path.join(dockerConfig, "cli-plugins", "docker-buildx"));
+    const dockerConfig = await dockerConfigWithBuildx(path.join(tmp, "docker-config"));
     await seedBusybox(dataRoot, tmp);
     daemon = startDaemon(dataRoot, socket);
     await daemon.waitFor(/ready in/);

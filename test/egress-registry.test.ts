@@ -1,23 +1,14 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { promisify } from "node:util";
 import { freePort } from "./support/buildkitd.js";
 import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
+import { dockerCli, dockerConfigWithBuildx } from "./support/docker-cli.js";
 import { startTestRegistry, type TestRegistry } from "./support/test-registry.js";
 import { tool } from "./support/tools.js";
-
-const execFileAsync = promisify(execFile);
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 // A real upstream registry (distribution, TLS with a test CA, htpasswd auth) reached only through
 // the daemon's egress proxy under a name from the policy's hosts map: FROM, --push and registry
@@ -32,28 +23,7 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
   let badConfig: string;
   let ctxCount = 0;
 
-  const cli = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> => {
-    try {
-      const r = await execFileAsync("docker", args, {
-        env: { ...env, ...extraEnv },
-        maxBuffer: 64 << 20,
-        timeout: 300_000,
-      });
-      return { code: 0, stdout: r.stdout, stderr: r.stderr };
-    } catch (err) {
-      const e = err as { code?: number; stdout?: string; stderr?: string };
-      return {
-        code: typeof e.code === "number" ? e.code : 1,
-        stdout: e.stdout ?? "",
-        stderr: e.stderr ?? "",
-      };
-    }
-  };
-  const ok = async (args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> => {
-    const r = await cli(args, extraEnv);
-    assert.equal(r.code, 0, `docker ${args.join(" ")} failed:\n${r.stdout}\n${r.stderr}`);
-    return r;
-  };
+  const { cli, ok } = dockerCli(() => env);
   const context = async (dockerfile: string): Promise<string> => {
     const dir = path.join(tmp, `ctx-${++ctxCount}`);
     await mkdir(dir, { recursive: true });
@@ -62,9 +32,7 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
   };
   /** A docker config dir with these credentials for the registry, and the buildx plugin. */
   const dockerConfig = async (name: string, user: string, password: string): Promise<string> => {
-    const dir = path.join(tmp, name);
-    await mkdir(path.join(dir, "cli-plugins"), { recursive: true });
-    await symlink(tool("docker-buildx"), path.join(dir, "cli-plugins", "docker-buildx"));
+    const dir = await dockerConfigWithBuildx(path.join(tmp, name));
     const auth = Buffer.from(`${user}:${password}`).toString("base64");
     await writeFile(path.join(dir, "config.json"), JSON.stringify({ auths: { [reg.host]: { auth } } }));
     return dir;
