@@ -5,8 +5,9 @@
  * hostile clients and upstreams.
  */
 import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import net from "node:net";
 import os from "node:os";
@@ -196,6 +197,89 @@ describe("downloads through the proxy", () => {
     assert.equal(second.body, "hello from origin\n");
     assert.equal(first.socket, second.socket, "the client's connection to the proxy was reused");
     agent.destroy();
+  });
+});
+
+describe("plain-HTTP framing", () => {
+  test("uploads with Content-Length and chunked, chunked and empty responses, HEAD, raw paths", async () => {
+    const file = path.join(dir, "upload.bin");
+    const data = randomBytes(8 << 20);
+    await writeFile(file, data);
+    const sha = createHash("sha256").update(data).digest("hex");
+    const echo = `http://plain.arca.test:${origin.httpPort}/echo`;
+    for (const extra of [[], ["-H", "Transfer-Encoding: chunked"]]) {
+      const r = await curl(
+        ["-sS", "--fail", "-x", proxyUrl(), "--data-binary", `@${file}`, ...extra, echo],
+        true,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const got = JSON.parse(r.stdout.toString()) as {
+        bytes: number;
+        sha256: string;
+        headers: Record<string, string>;
+      };
+      assert.deepEqual([got.bytes, got.sha256], [data.length, sha], `upload ${extra.join(" ")}`);
+      if (extra.length) assert.equal(got.headers["transfer-encoding"], "chunked");
+      else assert.equal(got.headers["content-length"], String(data.length));
+    }
+    const chunked = await curl(
+      ["-sS", "--fail", "-x", proxyUrl(), `http://plain.arca.test:${origin.httpPort}/chunked`],
+      true,
+    );
+    assert.equal(chunked.code, 0, chunked.stderr);
+    assert.equal(chunked.stdout.toString(), Array.from({ length: 100 }, (_, i) => `line ${i}\n`).join(""));
+    const head = await curl(
+      ["-sS", "-I", "-x", proxyUrl(), `http://plain.arca.test:${origin.httpPort}/random`],
+      true,
+    );
+    assert.equal(head.code, 0, head.stderr);
+    assert.match(
+      head.stdout.toString(),
+      new RegExp(`^HTTP/1.1 200 OK\r\n[^]*Content-Length: ${RANDOM_SIZE}\r\n`, "i"),
+    );
+    const empty = await curl(
+      ["-sS", "-D", "-", "-x", proxyUrl(), `http://plain.arca.test:${origin.httpPort}/empty`],
+      true,
+    );
+    assert.match(empty.stdout.toString(), /^HTTP\/1.1 204 No Content\r\n/);
+    const raw = await curl(["-sS", "--path-as-is", "-x", proxyUrl(), `${echo}?q=a%2Fb&r=/c/../d`], true);
+    assert.equal((JSON.parse(raw.stdout.toString()) as { url: string }).url, "/echo?q=a%2Fb&r=/c/../d");
+  });
+
+  test("odd upstreams: interim 1xx, close-delimited body, truncated body, not HTTP at all", async () => {
+    const odd = net.createServer((sock) => {
+      sock.once("data", (d) => {
+        const path = String(d).split(" ")[1] ?? "";
+        if (path === "/interim") {
+          sock.end("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the end");
+        } else if (path === "/short") {
+          sock.end("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+        } else {
+          sock.end("SSH-2.0-OpenSSH_9.2\r\n");
+        }
+      });
+      sock.on("error", () => {});
+    });
+    await new Promise<void>((r) => odd.listen(0, "127.0.0.1", r));
+    const port = (odd.address() as net.AddressInfo).port;
+    try {
+      const at = (p: string) => `http://plain.arca.test:${port}${p}`;
+      const interim = await curl(["-sS", "-D", "-", "-x", proxyUrl(), at("/interim")], true);
+      assert.equal(interim.code, 0, interim.stderr);
+      assert.match(
+        interim.stdout.toString(),
+        /^HTTP\/1.1 200 OK\r\n[^]*X-A: 1\r\n[^]*\r\n\r\nuntil the end$/,
+      );
+      const short = await curl(["-sS", "-x", proxyUrl(), at("/short")], true);
+      assert.notEqual(short.code, 0, "a truncated body is not reported as complete");
+      const ssh = await curl(["-sS", "-D", "-", "-x", proxyUrl(), at("/ssh")], true);
+      assert.match(
+        ssh.stdout.toString(),
+        /^HTTP\/1.1 502 Bad Gateway \(arca egress: plain\.arca\.test:\d+ \(127\.0\.0\.1\) not an HTTP\/1.x response: "SSH-2.0-OpenSSH_9.2"\)/,
+      );
+    } finally {
+      odd.close();
+    }
   });
 });
 

@@ -1,38 +1,11 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import http from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Transform } from "node:stream";
 import { hostPort } from "./address.js";
 import { admit, type ProxyContext } from "./admit.js";
-import { EgressError } from "./errors.js";
 import { type Failure, upstreamFailure } from "./failure.js";
-
-const HOP_BY_HOP = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "proxy-authenticate",
-  "proxy-authorization",
-  "te",
-  "trailer",
-  "transfer-encoding",
-  "upgrade",
-  // The proxy already answered "100 Continue" to the client.
-  "expect",
-]);
-
-/** rawHeaders minus hop-by-hop headers and those the Connection header names. */
-export function endToEndHeaders(raw: string[]): [string, string][] {
-  const drop = new Set(HOP_BY_HOP);
-  for (let i = 0; i < raw.length; i += 2) {
-    if ((raw[i] as string).toLowerCase() === "connection") {
-      for (const t of (raw[i + 1] as string).split(",")) drop.add(t.trim().toLowerCase());
-    }
-  }
-  const out: [string, string][] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    if (!drop.has((raw[i] as string).toLowerCase())) out.push([raw[i] as string, raw[i + 1] as string]);
-  }
-  return out;
-}
+import { endToEndHeaders } from "./headers.js";
+import { relayResponse } from "./response-relay.js";
+import { UpstreamReader } from "./upstream-reader.js";
 
 function reply(res: ServerResponse, f: Failure): void {
   if (res.headersSent) {
@@ -72,7 +45,8 @@ export async function handleForward(
   const host = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
   const port = url.port ? Number(url.port) : 80;
   const method = req.method ?? "GET";
-  const adm = await admit(ctx, method, req.headers["proxy-authorization"], host, port, startedAt);
+  const reader = new UpstreamReader();
+  const adm = await admit(ctx, method, req.headers["proxy-authorization"], host, port, startedAt, reader);
   if (!adm.ok) {
     req.resume();
     reply(res, adm.failure);
@@ -83,60 +57,54 @@ export async function handleForward(
     upstream.destroy();
     return;
   }
-  let error: string | undefined;
-  const headers: OutgoingHttpHeaders = {};
-  // RFC 9112 3.2.2: a proxy replaces Host with the absolute-form target's authority.
-  headers.Host = url.host;
-  for (const [k, v] of endToEndHeaders(req.rawHeaders)) {
-    if (k.toLowerCase() === "host") continue;
-    const prev = headers[k];
-    headers[k] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [String(prev)]), v];
-  }
-  const up = http.request({
-    method,
-    path: `${url.pathname}${url.search}`,
-    headers,
-    setHost: false,
-    createConnection: () => upstream,
-  });
   const target = hostPort(adm.base.host, port);
-  up.setTimeout(ctx.responseTimeoutMs, () => {
-    up.destroy(
-      new EgressError(
-        "upstream_timeout",
-        `${target} (${adm.address}) sent no response within ${Math.round(ctx.responseTimeoutMs / 1000)} s`,
-      ),
-    );
+  // The request head as the origin expects it (RFC 9112 3.2.2: Host is the target's authority).
+  const chunked =
+    req.headers["content-length"] === undefined && /chunked/i.test(req.headers["transfer-encoding"] ?? "");
+  const lines = [`${method} ${originForm(req.url ?? "")} HTTP/1.1`, `Host: ${url.host}`];
+  for (const [k, v] of endToEndHeaders(req.rawHeaders)) {
+    if (k.toLowerCase() !== "host") lines.push(`${k}: ${v}`);
+  }
+  if (chunked) lines.push("Transfer-Encoding: chunked");
+  lines.push("Connection: close", "", "");
+  upstream.write(lines.join("\r\n"));
+  (chunked ? req.pipe(chunkEncoder()) : req).pipe(upstream, { end: false });
+  const result = await relayResponse(upstream, reader, method, res, ctx.responseTimeoutMs);
+  upstream.destroy();
+  const error = result.error ? `${target} (${adm.address}) ${result.error}` : undefined;
+  if (error && result.headersUnsent) reply(res, upstreamFailure(result.timeout ? 504 : 502, error));
+  ctx.record({
+    ...adm.base,
+    address: adm.address,
+    bytesUp: upstream.bytesWritten,
+    bytesDown: upstream.bytesRead,
+    durationMs: Date.now() - startedAt,
+    decision: error ? "error" : "allow",
+    rule: adm.rule,
+    ...(error ? { error } : {}),
   });
-  up.on("response", (upRes) => {
-    up.setTimeout(0);
-    const out: string[] = [];
-    for (const [k, v] of endToEndHeaders(upRes.rawHeaders)) out.push(k, v);
-    res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, out);
-    upRes.pipe(res);
-    upRes.on("error", (err) => {
-      error ??= `upstream: ${err.message}`;
-      res.destroy();
-    });
+}
+
+/** The path and query of an absolute-form target, as sent (no normalization). */
+export function originForm(absolute: string): string {
+  const from = absolute.indexOf("//") + 2;
+  const ends = [absolute.indexOf("/", from), absolute.indexOf("?", from)].filter((i) => i >= 0);
+  if (ends.length === 0) return "/";
+  const at = Math.min(...ends);
+  return absolute[at] === "?" ? `/${absolute.slice(at)}` : absolute.slice(at);
+}
+
+/** Frames a request body in chunked encoding (the client's framing was hop-by-hop). */
+function chunkEncoder(): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (chunk.length === 0) return cb();
+      this.push(`${chunk.length.toString(16)}\r\n`);
+      this.push(chunk);
+      cb(null, "\r\n");
+    },
+    flush(cb) {
+      cb(null, "0\r\n\r\n");
+    },
   });
-  up.on("error", (err) => {
-    error ??= err instanceof EgressError ? err.message : `${target} (${adm.address}): ${err.message}`;
-    const timeout = err instanceof EgressError && err.code === "upstream_timeout";
-    reply(res, upstreamFailure(timeout ? 504 : 502, error));
-  });
-  res.once("close", () => {
-    if (!res.writableFinished) up.destroy();
-    upstream.destroy();
-    ctx.record({
-      ...adm.base,
-      address: adm.address,
-      bytesUp: upstream.bytesWritten,
-      bytesDown: upstream.bytesRead,
-      durationMs: Date.now() - startedAt,
-      decision: error ? "error" : "allow",
-      rule: adm.rule,
-      ...(error ? { error } : {}),
-    });
-  });
-  req.pipe(up);
 }

@@ -68,7 +68,8 @@ export function makeCertificate(
 /**
  * Routes: /random (RANDOM_SIZE random bytes, same every call), /zeros/N (N
  * bytes), /hello, /redirect (302 to itself, forever), /never (accepts the
- * request, never answers), /echo (the request's headers as JSON).
+ * request, never answers), /echo (the request's method, URL, headers, body
+ * size and sha256 as JSON), /chunked (a chunked body with a trailer), /empty (204).
  */
 function handler(random: Buffer, block: Buffer): http.RequestListener {
   return (req, res) => {
@@ -98,10 +99,32 @@ function handler(random: Buffer, block: Buffer): http.RequestListener {
     } else if (url.pathname === "/never") {
       req.resume();
     } else if (url.pathname === "/echo") {
-      req.resume();
+      const hash = createHash("sha256");
+      let bytes = 0;
+      req.on("data", (d: Buffer) => {
+        bytes += d.length;
+        hash.update(d);
+      });
       req.on("end", () =>
-        res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers })),
+        res.end(
+          JSON.stringify({
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            bytes,
+            sha256: hash.digest("hex"),
+          }),
+        ),
       );
+    } else if (url.pathname === "/chunked") {
+      // No length: Node frames it chunked, in several pieces.
+      res.writeHead(200, { "Content-Type": "text/plain", Trailer: "X-Done" });
+      for (let i = 0; i < 100; i++) res.write(`line ${i}\n`);
+      res.addTrailers({ "X-Done": "yes" });
+      res.end();
+    } else if (url.pathname === "/empty") {
+      res.writeHead(204);
+      res.end();
     } else {
       res.writeHead(404);
       res.end("not found\n");
