@@ -11,6 +11,42 @@ export interface Resolution {
   via: "literal" | "hosts" | "dns";
 }
 
+const LOOKUP_TIMEOUT_MS = 5000;
+const MAX_LOOKUPS = 2;
+let lookups = 0;
+const waiting: (() => void)[] = [];
+
+/**
+ * getaddrinfo runs on libuv's small thread pool, which the daemon's file
+ * I/O shares: at most two lookups run at once (a build resolving slow names
+ * cannot starve the image store), and a caller waits at most timeoutMs
+ * (the slot stays taken until the lookup really ends).
+ */
+function boundedLookup(host: string, timeoutMs: number): Promise<{ address: string }[]> {
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      const err = new Error(`lookup of ${host} took over ${timeoutMs / 1000} s`) as NodeJS.ErrnoException;
+      err.code = "ETIMEOUT";
+      reject(err);
+    }, timeoutMs);
+    const run = () => {
+      if (timedOut) return void waiting.shift()?.(); // gave up while queued: pass the turn on
+      lookups++;
+      lookup(host, { all: true, verbatim: true })
+        .then(resolve, reject)
+        .finally(() => {
+          clearTimeout(timer);
+          lookups--;
+          waiting.shift()?.();
+        });
+    };
+    if (lookups < MAX_LOOKUPS) run();
+    else waiting.push(run);
+  });
+}
+
 /** The daemon resolves every name itself; the hosts map wins over DNS. */
 export async function resolveUpstream(host: string, policy: EgressPolicy): Promise<Resolution> {
   const literal = parseIp(host);
@@ -18,11 +54,18 @@ export async function resolveUpstream(host: string, policy: EgressPolicy): Promi
   const mapped = policy.resolveOverride(host);
   if (mapped) return { addresses: [mapped], via: "hosts" };
   try {
-    const found = await lookup(host, { all: true, verbatim: true });
+    const found = await boundedLookup(host, LOOKUP_TIMEOUT_MS);
     return { addresses: found.map((a) => a.address), via: "dns" };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? "error";
-    const why = code === "ENOTFOUND" ? "no such host" : code === "EAI_AGAIN" ? "DNS is unavailable" : code;
+    const why =
+      code === "ENOTFOUND"
+        ? "no such host"
+        : code === "EAI_AGAIN"
+          ? "DNS is unavailable"
+          : code === "ETIMEOUT"
+            ? "DNS did not answer in time"
+            : code;
     throw new EgressError("upstream_unresolved", `cannot resolve "${host}": ${why} (${code})`, {
       cause: err,
     });
