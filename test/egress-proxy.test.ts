@@ -222,6 +222,13 @@ describe("plain-HTTP framing", () => {
       if (extra.length) assert.equal(got.headers["transfer-encoding"], "chunked");
       else assert.equal(got.headers["content-length"], String(data.length));
     }
+    // An upload slower than the response timeout (1 s here): the timeout counts from the body's end.
+    const slow = await curl(
+      ["-sS", "--fail", "--limit-rate", "3M", "-x", proxyUrl(), "--data-binary", `@${file}`, echo],
+      true,
+    );
+    assert.equal(slow.code, 0, slow.stderr);
+    assert.equal((JSON.parse(slow.stdout.toString()) as { sha256: string }).sha256, sha);
     const chunked = await curl(
       ["-sS", "--fail", "-x", proxyUrl(), `http://plain.arca.test:${origin.httpPort}/chunked`],
       true,

@@ -69,7 +69,11 @@ export async function handleForward(
   lines.push("Connection: close", "", "");
   upstream.write(lines.join("\r\n"));
   (chunked ? req.pipe(chunkEncoder()) : req).pipe(upstream, { end: false });
-  const result = await relayResponse(upstream, reader, method, res, ctx.responseTimeoutMs);
+  const requestSent = new Promise<void>((resolve) => {
+    if (req.readableEnded) resolve();
+    else req.once("end", () => resolve());
+  });
+  const result = await relayResponse(upstream, reader, method, res, ctx.responseTimeoutMs, requestSent);
   upstream.destroy();
   const error = result.error ? `${target} (${adm.address}) ${result.error}` : undefined;
   if (error && result.headersUnsent) reply(res, upstreamFailure(result.timeout ? 504 : 502, error));

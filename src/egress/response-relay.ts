@@ -33,6 +33,8 @@ export function relayResponse(
   method: string,
   res: ServerResponse,
   headTimeoutMs: number,
+  /** Resolves when the request body has been sent: the head timeout counts from then (uploads take what they take). */
+  requestSent: Promise<void>,
 ): Promise<RelayResult> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
@@ -44,10 +46,15 @@ export function relayResponse(
       clearTimeout(timer);
       resolve({ ...r, headersUnsent: !res.headersSent });
     };
-    const timer = setTimeout(
-      () => finish({ error: `sent no response within ${Math.round(headTimeoutMs / 1000)} s`, timeout: true }),
-      headTimeoutMs,
-    );
+    let timer: NodeJS.Timeout | undefined;
+    void requestSent.then(() => {
+      if (done || body) return;
+      timer = setTimeout(
+        () =>
+          finish({ error: `sent no response within ${Math.round(headTimeoutMs / 1000)} s`, timeout: true }),
+        headTimeoutMs,
+      );
+    });
 
     const complete = () => {
       res.end();
