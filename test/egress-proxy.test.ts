@@ -259,6 +259,16 @@ describe("plain-HTTP framing", () => {
         const path = String(d).split(" ")[1] ?? "";
         if (path === "/interim") {
           sock.end("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nuntil the end");
+        } else if (path === "/dribble") {
+          // A chunked response one byte per write: every line and chunk boundary split across reads.
+          const text =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\nA\r\n, world..\n\r\n0\r\nX-T: 1\r\n\r\n";
+          sock.setNoDelay(true);
+          let i = 0;
+          const next = () => {
+            if (i < text.length) sock.write(text[i++] as string, () => setTimeout(next, 1));
+          };
+          next();
         } else if (path === "/short") {
           sock.end("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
         } else {
@@ -277,6 +287,9 @@ describe("plain-HTTP framing", () => {
         interim.stdout.toString(),
         /^HTTP\/1.1 200 OK\r\n[\s\S]*X-A: 1\r\n[\s\S]*\r\n\r\nuntil the end$/,
       );
+      const dribble = await curl(["-sS", "--fail", "-x", proxyUrl(), at("/dribble")], true);
+      assert.equal(dribble.code, 0, dribble.stderr);
+      assert.equal(dribble.stdout.toString(), "hello, world..\n");
       const short = await curl(["-sS", "-x", proxyUrl(), at("/short")], true);
       assert.notEqual(short.code, 0, "a truncated body is not reported as complete");
       const ssh = await curl(["-sS", "-D", "-", "-x", proxyUrl(), at("/ssh")], true);

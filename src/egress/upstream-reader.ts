@@ -41,8 +41,13 @@ export class UpstreamReader {
     if (p) sink(p, this.release);
   }
 
+  /** Set while a chunk is being handed over; a release during it means "keep reading". */
+  private delivering = false;
+  private releasedEarly = false;
+
   private readonly release = () => {
-    if (this.socket && !this.socket.destroyed) this.socket.resume();
+    if (this.delivering) this.releasedEarly = true;
+    else if (this.socket && !this.socket.destroyed) this.socket.resume();
   };
 
   private nextBuffer(): Buffer {
@@ -59,12 +64,22 @@ export class UpstreamReader {
     return this.big ?? this.small;
   }
 
-  private deliver(n: number, buf: Uint8Array): false {
+  private deliver(n: number, buf: Uint8Array): boolean {
     this.lastRead = n;
     this.lastSize = buf.length;
     const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-    if (this.sink) this.sink(chunk, this.release);
-    else this.pending = chunk;
-    return false; // pause until release()
+    if (!this.sink) {
+      this.pending = chunk;
+      return false; // pause until a sink takes it
+    }
+    this.delivering = true;
+    this.releasedEarly = false;
+    try {
+      this.sink(chunk, this.release);
+    } finally {
+      this.delivering = false;
+    }
+    // Released already (the sink copied or skipped it): read on; otherwise pause until release().
+    return this.releasedEarly;
   }
 }
