@@ -99,7 +99,7 @@ export async function admit(
       };
     }
     try {
-      const upstream = await dialUpstream(host, "127.0.0.1", port, ctx.dialTimeoutMs);
+      const upstream = await dialUpstream(host, "127.0.0.1", port, ctx.dialTimeoutMs, reader);
       return { ok: true, client: auth, upstream, address: "127.0.0.1", rule: "host loopback (push)", base };
     } catch (err) {
       const msg = (err as Error).message;
