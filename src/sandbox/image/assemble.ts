@@ -1,8 +1,7 @@
-import { createHash, randomUUID } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, realpath, stat, unlink } from "node:fs/promises";
+import { readFile, realpath } from "node:fs/promises";
 import path from "node:path";
-import { hostPlatform, MediaTypes } from "../../images/index.js";
+import { hostPlatform } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
 import { buildkitdConfig, CNI_CONFIG, STEP_FIREWALL } from "../buildkitd-config.js";
 import { SandboxImageError } from "./errors.js";
@@ -14,10 +13,15 @@ import {
   stampFiles,
   writeInputRecord,
 } from "./input-record.js";
-import { writeLayer } from "./layer-writer.js";
-import { blobPath, commitBlobFile, publishLayout, REF_NAME_ANNOTATION, writeBlob } from "./oci-layout.js";
 import { defaultEntrypointPath, pinnedBuildkitVersion } from "./repo-files.js";
 import { planRootfs, type SandboxTools } from "./rootfs-plan.js";
+import {
+  createdAt,
+  layoutHolding,
+  sha256Hex,
+  sourceDateEpochFromEnv,
+  writeSingleLayerImage,
+} from "./single-layer-image.js";
 
 /** Bump when the assembly changes in a way the inputs do not show (layout, config fields, tar details). */
 export const ASSEMBLER_VERSION = 1;
@@ -99,16 +103,16 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
     sourceDateEpoch: opts.sourceDateEpoch ?? sourceDateEpochFromEnv(),
     gzipLevel: GZIP_LEVEL,
     texts: {
-      entrypoint: sha256(entrypoint),
-      buildkitdToml: sha256(buildkitdToml),
-      cniConfig: sha256(cniConfig),
-      stepFirewall: sha256(stepFirewall),
+      entrypoint: sha256Hex(entrypoint),
+      buildkitdToml: sha256Hex(buildkitdToml),
+      cniConfig: sha256Hex(cniConfig),
+      stepFirewall: sha256Hex(stepFirewall),
     },
     tools: { ...tools },
   };
 
   const record = await readInputRecord(recordFile);
-  if (record && (await recordMatches(record, key)) && (await layoutHas(layoutDir, record.image))) {
+  if (record && (await recordMatches(record, key)) && (await layoutHolding(layoutDir, record.image))) {
     const image = result(layoutDir, refName, record.image, started, true);
     progress(
       `sandbox image ${image.manifestDigest} up to date (${mb(image.size)}, ${image.ms.toFixed(0)} ms)`,
@@ -123,22 +127,18 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
   progress(`rootfs: ${plan.entries.length} entries; libraries: ${libs.join(" ") || "none"}`);
   const stamps = await stampFiles(plan.hostFiles);
 
-  const tmpDir = path.join(buildDir, "tmp");
-  await mkdir(tmpDir, { recursive: true });
-  await mkdir(layoutDir, { recursive: true });
-  const tmpLayer = path.join(tmpDir, `layer-${randomUUID()}`);
-  let assembled: AssembledImage;
-  try {
-    const layer = await writeLayer(plan.entries, tmpLayer, {
-      mtime: key.sourceDateEpoch,
-      gzipLevel: GZIP_LEVEL,
-      signal: opts.signal,
-    });
-    progress(`layer ${layer.digest} ${mb(layer.size)} (${mb(layer.uncompressedSize)} uncompressed)`);
-    await commitBlobFile(layoutDir, layer.digest, tmpLayer);
-
-    const created = new Date(key.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, "Z");
-    const config = {
+  const created = createdAt(key.sourceDateEpoch);
+  const assembled = await writeSingleLayerImage({
+    buildDir,
+    layoutDir,
+    entries: plan.entries,
+    mtime: key.sourceDateEpoch,
+    gzipLevel: GZIP_LEVEL,
+    refName,
+    signal: opts.signal,
+    onLayer: (layer) =>
+      progress(`layer ${layer.digest} ${mb(layer.size)} (${mb(layer.uncompressedSize)} uncompressed)`),
+    config: (layer) => ({
       created,
       architecture: platform.architecture,
       os: platform.os,
@@ -156,39 +156,8 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
       },
       rootfs: { type: "layers", diff_ids: [layer.diffId] },
       history: [{ created, created_by: `arca sandbox image (BuildKit ${buildkitVersion})` }],
-    };
-    const configBytes = Buffer.from(JSON.stringify(config));
-    const configDigest = sha256Digest(configBytes);
-    await writeBlob(layoutDir, configDigest, configBytes);
-    const manifest = {
-      schemaVersion: 2,
-      mediaType: MediaTypes.ociManifest,
-      config: { mediaType: MediaTypes.ociConfig, digest: configDigest, size: configBytes.length },
-      layers: [{ mediaType: MediaTypes.ociLayerGzip, digest: layer.digest, size: layer.size }],
-    };
-    const manifestBytes = Buffer.from(JSON.stringify(manifest));
-    const manifestDigest = sha256Digest(manifestBytes);
-    await writeBlob(layoutDir, manifestDigest, manifestBytes);
-    await publishLayout(
-      layoutDir,
-      {
-        mediaType: MediaTypes.ociManifest,
-        digest: manifestDigest,
-        size: manifestBytes.length,
-        annotations: { [REF_NAME_ANNOTATION]: refName },
-      },
-      [configDigest, layer.digest],
-    );
-    assembled = {
-      ...layer,
-      manifestDigest,
-      manifestSize: manifestBytes.length,
-      configDigest,
-      configSize: configBytes.length,
-    };
-  } finally {
-    await unlink(tmpLayer).catch(() => {});
-  }
+    }),
+  });
   await writeInputRecord(recordFile, { key, files: stamps, image: assembled });
   const image = result(layoutDir, refName, assembled, started, false);
   progress(`sandbox image ${image.manifestDigest} ${mb(image.size)} in ${(image.ms / 1000).toFixed(1)} s`);
@@ -223,23 +192,6 @@ async function resolveTools(toolsBin: string, busybox: string | undefined): Prom
   };
 }
 
-async function layoutHas(layoutDir: string, image: AssembledImage): Promise<boolean> {
-  try {
-    const index = JSON.parse(await readFile(path.join(layoutDir, "index.json"), "utf8")) as {
-      manifests?: { digest?: string }[];
-    };
-    if (index.manifests?.[0]?.digest !== image.manifestDigest) return false;
-    const sizes = await Promise.all(
-      [image.manifestDigest, image.configDigest, image.digest].map(
-        async (d) => (await stat(blobPath(layoutDir, d))).size,
-      ),
-    );
-    return sizes[0] === image.manifestSize && sizes[1] === image.configSize && sizes[2] === image.size;
-  } catch {
-    return false;
-  }
-}
-
 function result(
   layoutDir: string,
   refName: string,
@@ -259,23 +211,6 @@ function result(
     ms: performance.now() - started,
     upToDate,
   };
-}
-
-function sourceDateEpochFromEnv(): number {
-  const v = process.env.SOURCE_DATE_EPOCH;
-  if (v === undefined || v === "") return 0;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0)
-    throw new SandboxImageError("assembly_failed", `SOURCE_DATE_EPOCH is not a number of seconds: ${v}`);
-  return n;
-}
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-function sha256Digest(bytes: Buffer): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 function mb(bytes: number): string {

@@ -1,15 +1,8 @@
 import { execFile } from "node:child_process";
-import { createHash, randomUUID } from "node:crypto";
-import { mkdir, realpath, stat, unlink } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import {
-  formatReference,
-  hostPlatform,
-  type ImageStore,
-  MediaTypes,
-  parseNormalizedTagged,
-} from "../../images/index.js";
+import { formatReference, hostPlatform, type ImageStore, parseNormalizedTagged } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
 import { SandboxImageError } from "./errors.js";
 import { frontendTags, parseFrontendVersion } from "./frontend-version.js";
@@ -21,18 +14,17 @@ import {
   stampFiles,
   writeInputRecord,
 } from "./input-record.js";
-import { writeLayer } from "./layer-writer.js";
 import { loadSandboxImage } from "./load.js";
-import {
-  blobPath,
-  commitBlobFile,
-  publishLayout,
-  REF_NAME_ANNOTATION,
-  readLayoutManifest,
-  writeBlob,
-} from "./oci-layout.js";
+import { REF_NAME_ANNOTATION } from "./oci-layout.js";
 import { pinnedBuildkitVersion } from "./repo-files.js";
 import type { RootfsEntry } from "./rootfs-plan.js";
+import {
+  createdAt,
+  layoutHolding,
+  sha256Hex,
+  sourceDateEpochFromEnv,
+  writeSingleLayerImage,
+} from "./single-layer-image.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -105,7 +97,7 @@ export async function assembleFrontendImage(opts: AssembleFrontendImageOptions):
     platform: `${platform.os}/${platform.architecture}`,
     sourceDateEpoch: opts.sourceDateEpoch ?? sourceDateEpochFromEnv(),
     gzipLevel: GZIP_LEVEL,
-    texts: { labels: sha256(JSON.stringify(FRONTEND_LABELS)) },
+    texts: { labels: sha256Hex(JSON.stringify(FRONTEND_LABELS)) },
     tools: { dockerfileFrontend: binary },
   };
 
@@ -128,20 +120,16 @@ export async function assembleFrontendImage(opts: AssembleFrontendImageOptions):
     { type: "file", path: FRONTEND_PATH, mode: 0o755, source: binary, size: st.size },
   ];
   const stamps = await stampFiles([binary]);
-  const tmpDir = path.join(buildDir, "tmp");
-  await mkdir(tmpDir, { recursive: true });
-  await mkdir(layoutDir, { recursive: true });
-  const tmpLayer = path.join(tmpDir, `frontend-layer-${randomUUID()}`);
-  let assembled: AssembledImage;
-  try {
-    const layer = await writeLayer(entries, tmpLayer, {
-      mtime: key.sourceDateEpoch,
-      gzipLevel: GZIP_LEVEL,
-      signal: opts.signal,
-    });
-    await commitBlobFile(layoutDir, layer.digest, tmpLayer);
-    const created = new Date(key.sourceDateEpoch * 1000).toISOString().replace(/\.000Z$/, "Z");
-    const config = {
+  const created = createdAt(key.sourceDateEpoch);
+  const assembled = await writeSingleLayerImage({
+    buildDir,
+    layoutDir,
+    entries,
+    mtime: key.sourceDateEpoch,
+    gzipLevel: GZIP_LEVEL,
+    refName: exactTag,
+    signal: opts.signal,
+    config: (layer) => ({
       created,
       architecture: platform.architecture,
       os: platform.os,
@@ -158,40 +146,8 @@ export async function assembleFrontendImage(opts: AssembleFrontendImageOptions):
           created_by: `${HISTORY_PREFIX} ${version} (github.com/moby/buildkit ${key.buildkitVersion})`,
         },
       ],
-    };
-    const configBytes = Buffer.from(JSON.stringify(config));
-    const configDigest = sha256Digest(configBytes);
-    await writeBlob(layoutDir, configDigest, configBytes);
-    const manifestBytes = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: MediaTypes.ociManifest,
-        config: { mediaType: MediaTypes.ociConfig, digest: configDigest, size: configBytes.length },
-        layers: [{ mediaType: MediaTypes.ociLayerGzip, digest: layer.digest, size: layer.size }],
-      }),
-    );
-    const manifestDigest = sha256Digest(manifestBytes);
-    await writeBlob(layoutDir, manifestDigest, manifestBytes);
-    await publishLayout(
-      layoutDir,
-      {
-        mediaType: MediaTypes.ociManifest,
-        digest: manifestDigest,
-        size: manifestBytes.length,
-        annotations: { [REF_NAME_ANNOTATION]: exactTag },
-      },
-      [configDigest, layer.digest],
-    );
-    assembled = {
-      ...layer,
-      manifestDigest,
-      manifestSize: manifestBytes.length,
-      configDigest,
-      configSize: configBytes.length,
-    };
-  } finally {
-    await unlink(tmpLayer).catch(() => {});
-  }
+    }),
+  });
   await writeInputRecord(recordFile, { key, files: stamps, image: assembled });
   const image = result(layoutDir, version, assembled, started, false);
   progress(
@@ -299,21 +255,8 @@ async function frontendVersionOutput(binary: string, signal?: AbortSignal): Prom
 
 /** The version named by the layout's ref (`docker/dockerfile:1.26.0`) when the layout holds this image. */
 async function layoutVersion(layoutDir: string, image: AssembledImage): Promise<string | undefined> {
-  try {
-    const desc = await readLayoutManifest(layoutDir);
-    if (desc.digest !== image.manifestDigest) return undefined;
-    const sizes = await Promise.all(
-      [image.manifestDigest, image.configDigest, image.digest].map(
-        async (d) => (await stat(blobPath(layoutDir, d))).size,
-      ),
-    );
-    if (sizes[0] !== image.manifestSize || sizes[1] !== image.configSize || sizes[2] !== image.size)
-      return undefined;
-    const ref = desc.annotations?.[REF_NAME_ANNOTATION] ?? "";
-    return ref.slice(ref.lastIndexOf(":") + 1) || undefined;
-  } catch {
-    return undefined;
-  }
+  const ref = (await layoutHolding(layoutDir, image))?.annotations?.[REF_NAME_ANNOTATION] ?? "";
+  return ref.slice(ref.lastIndexOf(":") + 1) || undefined;
 }
 
 function result(
@@ -333,21 +276,4 @@ function result(
     ms: performance.now() - started,
     upToDate,
   };
-}
-
-function sourceDateEpochFromEnv(): number {
-  const v = process.env.SOURCE_DATE_EPOCH;
-  if (v === undefined || v === "") return 0;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0)
-    throw new SandboxImageError("assembly_failed", `SOURCE_DATE_EPOCH is not a number of seconds: ${v}`);
-  return n;
-}
-
-function sha256(text: string): string {
-  return createHash("sha256").update(text).digest("hex");
-}
-
-function sha256Digest(bytes: Buffer): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
