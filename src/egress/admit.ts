@@ -137,3 +137,22 @@ export async function admit(
     return { ok: false, failure: upstreamFailure(timeout ? 504 : 502, msg) };
   }
 }
+
+/** The audit record of an admitted connection, once it ends: bytes both ways, duration, outcome. */
+export function recordAdmitted(
+  ctx: ProxyContext,
+  adm: Extract<Admission, { ok: true }>,
+  startedAt: number,
+  error: string | undefined,
+): void {
+  ctx.record({
+    ...adm.base,
+    address: adm.address,
+    bytesUp: adm.upstream.bytesWritten,
+    bytesDown: adm.upstream.bytesRead,
+    durationMs: Date.now() - startedAt,
+    decision: error ? "error" : "allow",
+    rule: adm.rule,
+    ...(error ? { error } : {}),
+  });
+}

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Transform } from "node:stream";
 import { hostPort } from "./address.js";
-import { admit, type ProxyContext } from "./admit.js";
+import { admit, type ProxyContext, recordAdmitted } from "./admit.js";
 import { type Failure, upstreamFailure } from "./failure.js";
 import { endToEndHeaders } from "./headers.js";
 import { relayResponse } from "./response-relay.js";
@@ -77,16 +77,7 @@ export async function handleForward(
   upstream.destroy();
   const error = result.error ? `${target} (${adm.address}) ${result.error}` : undefined;
   if (error && result.headersUnsent) reply(res, upstreamFailure(result.timeout ? 504 : 502, error));
-  ctx.record({
-    ...adm.base,
-    address: adm.address,
-    bytesUp: upstream.bytesWritten,
-    bytesDown: upstream.bytesRead,
-    durationMs: Date.now() - startedAt,
-    decision: error ? "error" : "allow",
-    rule: adm.rule,
-    ...(error ? { error } : {}),
-  });
+  recordAdmitted(ctx, adm, startedAt, error);
 }
 
 /** The path and query of an absolute-form target, as sent (no normalization). */

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
 import type net from "node:net";
-import { admit, type ProxyContext } from "./admit.js";
+import { admit, type ProxyContext, recordAdmitted } from "./admit.js";
 import { rawResponse, upstreamFailure } from "./failure.js";
 import { UpstreamReader } from "./upstream-reader.js";
 
@@ -58,16 +58,7 @@ export async function handleConnect(
       return;
     }
     tunnels.delete(upstream);
-    ctx.record({
-      ...adm.base,
-      address: adm.address,
-      bytesUp: upstream.bytesWritten,
-      bytesDown: upstream.bytesRead,
-      durationMs: Date.now() - startedAt,
-      decision: error ? "error" : "allow",
-      rule: adm.rule,
-      ...(error ? { error } : {}),
-    });
+    recordAdmitted(ctx, adm, startedAt, error);
   };
   upstream.once("close", onClose);
   client.once("close", onClose);
