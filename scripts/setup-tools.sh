@@ -97,7 +97,12 @@ patched_modfile() { # prints the alternate go.mod for the pinned BuildKit
   echo "$out/go.mod"
 }
 patch_sum=$(sha256sum "$here/patches/fsutil-keep-setid-after-async-write.patch" | cut -c1-8)
-STAMP_SUFFIX="-fsutil-$patch_sum" BUILD_MODFILE="$(patched_modfile)" \
+# The patched copy is made only when BuildKit is (re)built, not on every run.
+bk_modfile=""
+if [ ! -f "$BIN/.buildkit-$BUILDKIT_VERSION-fsutil-$patch_sum" ] || [ ! -x "$BIN/buildkitd" ] || [ ! -x "$BIN/buildctl" ]; then
+  bk_modfile="$(patched_modfile)"
+fi
+STAMP_SUFFIX="-fsutil-$patch_sum" BUILD_MODFILE="$bk_modfile" \
 build_module buildkit github.com/moby/buildkit "$BUILDKIT_VERSION" \
   "-X github.com/moby/buildkit/version.Version=$BUILDKIT_VERSION -X github.com/moby/buildkit/version.Package=github.com/moby/buildkit" \
   "buildkitd=buildkitd buildctl=buildctl" ./cmd/buildkitd ./cmd/buildctl

@@ -110,7 +110,6 @@ export class BuildKitManager {
   async #start(signal?: AbortSignal): Promise<ControlClient> {
     const t0 = performance.now();
     const log = this.opts.log ?? (() => {});
-    await this.prepareChannel();
     const configChanged = await writeChannelConfig({
       channelDir: this.channelDir,
       registryHost: SANDBOX_REGISTRY_HOST,
@@ -118,6 +117,7 @@ export class BuildKitManager {
       egressCredential: this.opts.egressCredential,
       gcKeepBytes: this.opts.gcKeepBytes,
     });
+    await this.prepareChannel();
     const assembled = await assembleSandboxImage({
       dataRoot: this.opts.dataRoot,
       toolsBin: this.opts.toolsBin,

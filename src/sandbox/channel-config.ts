@@ -1,16 +1,5 @@
 import { existsSync } from "node:fs";
-import {
-  chmod,
-  chown,
-  copyFile,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  writeFile,
-} from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { buildkitdConfig, EGRESS_PORT, type RegistryHostConfig } from "./buildkitd-config.js";
 
@@ -39,12 +28,12 @@ const IN_SANDBOX = "/run/arca";
  * buildkitd.toml (registry mirrors, insecure registries, CA certificates
  * copied into the channel) and buildkitd.env (HTTP(S)_PROXY pointing at the
  * egress listener with buildkitd's credential; NO_PROXY keeps the loopback
- * registry endpoint direct). Files are owned like the channel directory, so
- * a sandbox in its own user namespace can read them. Returns whether
- * anything changed (a running buildkitd must then restart to see it).
+ * registry endpoint direct). Sharing them with the sandbox's root is
+ * shareChannel's job, which runs after this. Returns whether anything
+ * changed (a running buildkitd must then restart to see it).
  */
 export async function writeChannelConfig(i: ChannelConfigInput): Promise<boolean> {
-  const owner = await stat(i.channelDir);
+  await mkdir(i.channelDir, { recursive: true, mode: 0o770 });
   const registries: Record<string, RegistryHostConfig> = {};
   for (const host of i.registries?.insecure ?? []) registries[host] = { http: true };
   const certs = await collectCaCerts(i.registries?.certsDir);
@@ -62,19 +51,17 @@ export async function writeChannelConfig(i: ChannelConfigInput): Promise<boolean
     await copyFile(file, path.join(caOut, `${host.replace(/[^a-zA-Z0-9.-]/g, "_")}.crt`));
     registries[host] = { ...registries[host], ca: [`${IN_SANDBOX}/certs.d/${host}/ca.crt`] };
   }
-  if (certs.length) await chownTree(certsOut, owner.uid, owner.gid);
-  await chownTree(caOut, owner.uid, owner.gid);
   const toml = buildkitdConfig({
     registryHost: i.registryHost,
     mirrored: Object.keys(registries),
     registries,
     gcKeepBytes: i.gcKeepBytes,
   });
-  let changed = await writeIfChanged(path.join(i.channelDir, "buildkitd.toml"), toml, 0o644, owner);
+  let changed = await writeIfChanged(path.join(i.channelDir, "buildkitd.toml"), toml, 0o644);
   const env = i.egressCredential ? proxyEnv(`http://${i.egressCredential}@127.0.0.1:${EGRESS_PORT}`) : "";
   const envFile = path.join(i.channelDir, "buildkitd.env");
   // Readable by the sandbox's root through the group only: it holds buildkitd's credential.
-  if (env) changed = (await writeIfChanged(envFile, env, 0o640, owner)) || changed;
+  if (env) changed = (await writeIfChanged(envFile, env, 0o640)) || changed;
   else if (existsSync(envFile)) {
     await rm(envFile);
     changed = true;
@@ -107,27 +94,11 @@ async function collectCaCerts(dir: string | undefined): Promise<[string, string]
   return out;
 }
 
-async function writeIfChanged(
-  file: string,
-  text: string,
-  mode: number,
-  owner: { uid: number; gid: number },
-): Promise<boolean> {
+async function writeIfChanged(file: string, text: string, mode: number): Promise<boolean> {
   const old = await readFile(file, "utf8").catch(() => undefined);
   if (old === text) return false;
   const tmp = `${file}.tmp`;
   await writeFile(tmp, text, { mode });
-  await chown(tmp, owner.uid, owner.gid);
-  await chmod(tmp, mode);
   await rename(tmp, file);
   return true;
-}
-
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
-  await chown(dir, uid, gid);
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) await chownTree(p, uid, gid);
-    else await chown(p, uid, gid);
-  }
 }
