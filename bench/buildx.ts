@@ -11,7 +11,7 @@
  * Target: ≤ 1.10 everywhere; ≤ 1.2 on the one-file-changed 20,000-file rebuild.
  */
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -19,6 +19,7 @@ import { type PushGrant, requestPushGrant } from "../src/images/index.js";
 import { SANDBOX_REGISTRY_HOST } from "../src/sandbox/index.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { startDaemon } from "../test/support/daemon.js";
+import { dockerConfigWithBuildx } from "../test/support/docker-cli.js";
 import { tool } from "../test/support/tools.js";
 import { manyFilesContext, median, multiStageContext, timed, trivialContext } from "./workloads.js";
 
@@ -40,9 +41,7 @@ async function main(): Promise<void> {
   const dataRoot = path.join(tmp, "data");
   const socket = path.join(tmp, "arca.sock");
   const daemon = startDaemon(dataRoot, socket);
-  const dockerConfig = path.join(tmp, "docker-config");
-  await mkdir(path.join(dockerConfig, "cli-plugins"), { recursive: true });
-  await symlink(tool("docker-buildx"), path.join(dockerConfig, "cli-plugins", "docker-buildx"));
+  const dockerConfig = await dockerConfigWithBuildx(path.join(tmp, "docker-config"));
   const env = {
     ...process.env,
     DOCKER_HOST: `unix://${socket}`,

@@ -7,12 +7,13 @@
  * The proxy's own connection setup cost is bench/egress-proxy.ts (when present, run after this).
  */
 import { execFile, spawn } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startBuildkitd } from "../test/support/buildkitd.js";
 import { seedBusybox } from "../test/support/busybox-rootfs.js";
+import { dockerConfigWithBuildx } from "../test/support/docker-cli.js";
 import { startOrigin } from "../test/support/egress-origin.js";
 import { startTestRegistry } from "../test/support/test-registry.js";
 import { tool } from "../test/support/tools.js";
@@ -58,9 +59,7 @@ async function main(): Promise<void> {
   daemon.stderr?.on("data", (d: Buffer) => {
     out += d.toString();
   });
-  const dockerConfig = path.join(tmp, "docker-config");
-  await mkdir(path.join(dockerConfig, "cli-plugins"), { recursive: true });
-  await symlink(tool("docker-buildx"), path.join(dockerConfig, "cli-plugins", "docker-buildx"));
+  const dockerConfig = await dockerConfigWithBuildx(path.join(tmp, "docker-config"));
   const env = {
     ...process.env,
     DOCKER_HOST: `unix://${socket}`,
