@@ -135,7 +135,14 @@ describe("hostile registry test server", { timeout: 60_000 }, () => {
     const cut = await get(`/v2/cut-blob/blobs/${payload("cut-blob").digest}`);
     assert.equal(cut.status, 200);
     assert.ok(cut.error, "the cut is an error for the client");
-    assert.ok(cut.body.length < payload("cut-blob").size);
+    assert.equal(cut.body.length, payload("cut-blob").size >> 1);
+    // A client resuming from the cut never gets past it.
+    const resumed = await get(`/v2/cut-blob/blobs/${payload("cut-blob").digest}`, {
+      range: `bytes=${cut.body.length}-`,
+    });
+    assert.equal(resumed.status, 206);
+    assert.ok(resumed.error);
+    assert.equal(resumed.body.length, 0);
     const once = payload("cut-blob-once");
     const first = await get(`/v2/cut-blob-once/blobs/${once.digest}`);
     assert.ok(first.error);

@@ -51,9 +51,9 @@ export type HostileBehaviour =
   | "never-manifest"
   /** Payload-layer requests are read and never answered. */
   | "never-blob"
-  /** The payload layer's headers and first half are sent, then nothing more, the connection open. */
+  /** The payload layer's headers and bytes up to its middle are sent, then nothing more, the connection open. */
   | "stall-blob"
-  /** The payload layer's headers (full Content-Length) and first half are sent, then the connection is cut. */
+  /** The payload layer's headers (full Content-Length) and bytes up to its middle are sent, then the connection is cut (every time, ranges included). */
   | "cut-blob"
   /** As cut-blob on the first request for the payload layer only; later requests (and ranges) succeed. */
   | "cut-blob-once";
@@ -319,9 +319,11 @@ export async function startHostileRegistry(
     if (req.method === "HEAD") return void res.end();
     const cut = isPayload && (b === "cut-blob" || (b === "cut-blob-once" && repo.cuts++ === 0));
     if (cut || (isPayload && b === "stall-blob")) {
-      await writeAll(res, part.subarray(0, part.length >> 1));
+      res.flushHeaders();
+      // The blob's first half at most, whatever range was asked: a client resuming never gets past it.
+      await writeAll(res, part.subarray(0, Math.max(0, (body.length >> 1) - start)));
       if (cut) {
-        // Let the half reach the client, then cut the connection mid-body.
+        // Let those bytes reach the client, then cut the connection mid-body.
         await new Promise((r) => setTimeout(r, 50));
         res.socket?.destroy();
       } else {
