@@ -39,9 +39,12 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
   const out = fromBinary(SolveRequestSchema, new SolveRewrite(deps).request(bytes));
   const image = out.Exporters[0];
   assert.equal(image?.Type, "image");
+  // Only the store reads these layers: not compressed (see storeExportCompression).
   assert.deepEqual(image?.Attrs, {
     name: "127.0.0.1:5000/library/app:1,127.0.0.1:5000/ghcr.io/o/x:latest",
     push: "true",
+    compression: "uncompressed",
+    "oci-mediatypes": "true",
   });
   assert.deepEqual(granted.at(-1), ["docker.io/library/app:1", "ghcr.io/o/x:latest"]);
   assert.equal(out.Exporters[1]?.Type, "local");
@@ -61,9 +64,11 @@ test("Control.Solve: a push lands in the store and goes to its registry; untagge
     SolveRequestSchema,
     new SolveRewrite(deps).request(toBinary(SolveRequestSchema, push)),
   );
+  // A push compresses every layer (gzip by default), also those a store build left uncompressed.
   assert.deepEqual(pushed.Exporters[0]?.Attrs, {
     name: "127.0.0.1:5000/reg.example/x:1,reg.example/x:1",
     push: "true",
+    "force-compression": "true",
   });
   // localhost:PORT is the user's host: mapped to the name the egress proxy opens for this call only.
   const opened: number[] = [];
@@ -168,4 +173,41 @@ test("LLBBridge.Solve: frontend solves get the step network and its proxy unless
   assert.deepEqual(rw.request(llb), llb, "plain LLB solves have no frontend options");
   const noEgress = gatewayRequest("dockerfile.v0", [["force-network-mode", "sandbox"]]);
   assert.deepEqual(new GatewaySolveRewrite().request(noEgress), noEgress);
+});
+
+test("Control.Solve: compression the client asks for wins; outputs and remote caches that leave Arca are compressed", () => {
+  const req = create(SolveRequestSchema, {
+    Exporters: [
+      { Type: "moby", Attrs: { name: "app:1", compression: "zstd" } },
+      { Type: "image", Attrs: { name: "reg.example/x:1", push: "true", compression: "zstd" } },
+      { Type: "image", Attrs: { name: "reg.example/y:1", push: "true", "force-compression": "false" } },
+      { Type: "oci", Attrs: {} },
+      { Type: "local", Attrs: {} },
+    ],
+    Cache: {
+      Exports: [
+        { Type: "registry", Attrs: { ref: "reg.example/cache", compression: "zstd" } },
+        { Type: "inline", Attrs: {} },
+      ],
+    },
+  });
+  const out = fromBinary(
+    SolveRequestSchema,
+    new SolveRewrite(deps).request(toBinary(SolveRequestSchema, req)),
+  );
+  const attrs = out.Exporters.map((e) => e.Attrs);
+  assert.equal(attrs[0]?.compression, "zstd");
+  assert.equal(attrs[0]?.["oci-mediatypes"], undefined);
+  assert.equal(attrs[1]?.compression, "zstd");
+  assert.equal(attrs[1]?.["force-compression"], "true");
+  assert.equal(attrs[2]?.["force-compression"], "false");
+  assert.equal(attrs[2]?.compression, undefined);
+  assert.deepEqual(attrs[3], { "force-compression": "true" });
+  assert.deepEqual(attrs[4], {});
+  assert.deepEqual(out.Cache?.Exports[0]?.Attrs, {
+    ref: "reg.example/cache",
+    compression: "zstd",
+    "force-compression": "true",
+  });
+  assert.deepEqual(out.Cache?.Exports[1]?.Attrs, {});
 });

@@ -1,10 +1,13 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  distributedExportCompression,
   ExporterSchema,
   imageExportAttrs,
+  outputCompression,
   SolveRequestSchema,
   SolveResponseSchema,
   stepProxyAttrs,
+  storeExportCompression,
 } from "../buildkit/index.js";
 import { HOST_LOOPBACK_NAME } from "../egress/index.js";
 import {
@@ -87,6 +90,10 @@ export class SolveRewrite implements UnaryRewrite {
     }
     if (req.Cache) {
       for (const c of [...req.Cache.Exports, ...req.Cache.Imports]) this.#mapCacheRef(c);
+      // A remote cache leaves Arca: compressed, also the layers store builds left uncompressed.
+      for (const c of req.Cache.Exports) {
+        if (c.Type !== "inline") c.Attrs = distributedExportCompression(c.Attrs);
+      }
     }
     const imports = req.FrontendAttrs["cache-imports"];
     if (imports) {
@@ -138,7 +145,10 @@ export class SolveRewrite implements UnaryRewrite {
    * Returns the names the store tags.
    */
   #rewriteExporter(e: { Type: string; Attrs: Record<string, string> }): string[] {
-    if (e.Type !== "moby" && e.Type !== "image") return [];
+    if (e.Type !== "moby" && e.Type !== "image") {
+      e.Attrs = outputCompression(e.Type, e.Attrs);
+      return [];
+    }
     const push = /^(1|t|true)$/i.test(e.Attrs.push ?? "");
     const names = (e.Attrs.name ?? "")
       .split(",")
@@ -158,7 +168,9 @@ export class SolveRewrite implements UnaryRewrite {
     for (const k of [...MOBY_ONLY_ATTRS, "name", "push"]) delete extra[k];
     e.Type = "image";
     const grant = this.deps.allowPush(names, this.deps.signal);
-    e.Attrs = imageExportAttrs(this.deps.registryHost, names, extra, grant.danglingPath);
+    // One exporter writes the store and the registries: a push compresses as it asks (gzip by default).
+    const compression = push ? distributedExportCompression(extra) : storeExportCompression(extra);
+    e.Attrs = imageExportAttrs(this.deps.registryHost, names, compression, grant.danglingPath);
     if (push) {
       this.#pushes = true;
       const targets = names.map((n) => this.#upstreamName(n));

@@ -8,6 +8,11 @@ export {
   imageExportAttrs,
   waitReady,
 } from "./engine/build.js";
+export {
+  distributedExportCompression,
+  outputCompression,
+  storeExportCompression,
+} from "./engine/export-compression.js";
 export { stepProxyAttrs } from "./engine/frontend-attrs.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";

@@ -23,7 +23,7 @@ export {
 export { type ImportOptions, importRootfs } from "./import-rootfs.js";
 export { type LoadedImage, loadImages } from "./load.js";
 export type { Descriptor, ImageIndex, ImageManifest, ParsedManifest } from "./manifest.js";
-export { MediaTypes } from "./media-types.js";
+export { isUncompressedLayer, MediaTypes } from "./media-types.js";
 export { hostPlatform, type Platform } from "./platform.js";
 export {
   familiarName,

@@ -31,6 +31,7 @@ import { createHealthService } from "../session/health.js";
 import { rawFileSyncAttachable } from "../session/raw-file-sync.js";
 import { createSecretsService, type SecretSource } from "../session/secrets/index.js";
 import { newId, type Session, sharedKeyFor, startSession } from "../session/session.js";
+import { outputCompression, storeExportCompression } from "./export-compression.js";
 import { dockerfileLocation, type FrontendInputs, frontendAttrs } from "./frontend-attrs.js";
 import { isClientExporter, type OutputSpec, parseOutputSpec } from "./outputs.js";
 import { describeSolveError } from "./solve-error.js";
@@ -173,13 +174,14 @@ function planExports(opts: BuildOptions): {
     delete attrs.dest;
     if ((o.type === "image" || o.type === "moby") && opts.imageStore) {
       const { registryHost, danglingPath } = opts.imageStore;
-      exporters.push({ Type: "image", Attrs: imageExportAttrs(registryHost, tags, attrs, danglingPath) });
+      const store = storeExportCompression(attrs);
+      exporters.push({ Type: "image", Attrs: imageExportAttrs(registryHost, tags, store, danglingPath) });
       targets.push(undefined);
       continue;
     }
     if (isClientExporter(o) && opts.session !== undefined) {
       // FileSend belongs to the client's session: it picks the destination.
-      exporters.push({ Type: o.type, Attrs: attrs });
+      exporters.push({ Type: o.type, Attrs: outputCompression(o.type, attrs) });
       targets.push(undefined);
       continue;
     }
@@ -187,11 +189,12 @@ function planExports(opts: BuildOptions): {
       if (!dest) throw new BuildKitError("invalid_option", `output type=${o.type} needs dest=`);
       if ((o.type === "oci" || o.type === "docker") && tags.length && !attrs.name)
         attrs.name = tags.join(",");
-      exporters.push({ Type: o.type, Attrs: attrs });
+      exporters.push({ Type: o.type, Attrs: outputCompression(o.type, attrs) });
       targets.push(o.type === "local" ? { kind: "local", dest } : { kind: "tar", dest });
       continue;
     }
-    exporters.push({ Type: o.type, Attrs: attrs });
+    // image/registry to a registry of the caller's: it leaves Arca.
+    exporters.push({ Type: o.type, Attrs: outputCompression(o.type, attrs) });
     targets.push(undefined);
   }
   return { exporters, targets };
