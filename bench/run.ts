@@ -16,7 +16,7 @@ import { createRegistryServer, ImageStore, importRootfs, serveGrantSocket } from
 import { freePort, startBuildkitd } from "../test/support/buildkitd.js";
 import { writeBusyboxRootfs } from "../test/support/busybox-rootfs.js";
 import { tool } from "../test/support/tools.js";
-import { manyFilesContext, median, timed, trivialContext } from "./workloads.js";
+import { bigFileContext, manyFilesContext, median, timed, trivialContext } from "./workloads.js";
 
 const run = promisify(execFile);
 const repo = path.resolve(import.meta.dirname, "..");
@@ -134,16 +134,7 @@ async function makeCases(tmp: string): Promise<Case[]> {
   const trivial = await trivialContext(path.join(tmp, "trivial"), "echo hello > /hello");
   const many = await manyFilesContext(path.join(tmp, "many"));
 
-  const big = path.join(tmp, "big");
-  await mkdir(big);
-  await writeFile(path.join(big, "Dockerfile"), "FROM busybox:local\nCOPY big.bin /big.bin\n");
-  const fh = await open(path.join(big, "big.bin"), "w");
-  const chunk = Buffer.alloc(1 << 20);
-  for (let i = 0; i < 512; i++) {
-    chunk.fill(i % 251);
-    await fh.write(chunk);
-  }
-  await fh.close();
+  const big = await bigFileContext(path.join(tmp, "big"));
 
   return [
     { name: "trivial (cached)", context: trivial },

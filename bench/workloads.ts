@@ -1,5 +1,6 @@
 /** The build contexts and timing helpers the benchmarks share, so every bench measures the same work. */
-import { mkdir, writeFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 
 /** `FROM busybox:local` plus one RUN. */
@@ -45,6 +46,37 @@ export async function manyFilesContext(dir: string): Promise<string> {
     );
   }
   return dir;
+}
+
+/**
+ * One 512 MiB file (`COPY big.bin /big.bin`) that compresses like a binary
+ * does not: 1 MiB of random bytes repeated (a repeat lies beyond gzip's
+ * 32 KiB window, so gzip pays full price), each copy numbered.
+ */
+export async function bigFileContext(dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, "Dockerfile"), "FROM busybox:local\nCOPY big.bin /big.bin\n");
+  const fh = await open(path.join(dir, "big.bin"), "w");
+  const chunk = randomBytes(1 << 20);
+  for (let i = 0; i < 512; i++) {
+    chunk.writeUInt32BE(i, 0);
+    await fh.write(chunk);
+  }
+  await fh.close();
+  return dir;
+}
+
+/**
+ * Peak resident memory of a process while fn runs, in bytes: the kernel's
+ * high-water mark (VmHWM) is reset first (clear_refs "5", Linux ≥ 4.0).
+ */
+export async function peakRss(pid: number, fn: () => Promise<unknown>): Promise<number> {
+  await writeFile(`/proc/${pid}/clear_refs`, "5");
+  await fn();
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kb = /^VmHWM:\s+(\d+) kB/m.exec(status)?.[1];
+  if (!kb) throw new Error(`no VmHWM in /proc/${pid}/status`);
+  return Number(kb) * 1024;
 }
 
 /** Wall time of fn in seconds. */
