@@ -35,6 +35,8 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
   --sandbox-memory SIZE    its memory limit, e.g. 8g (default 3/4 of the host's memory; 0: none)
   --egress-policy FILE     the egress policy (default <data root>/egress.json; audit mode if absent);
                            reloaded on SIGHUP and \`arca egress reload\`
+  --egress-idle-timeout SECONDS  close an egress connection where no byte moved either way for
+                           this long (an upstream that never answers or stalls; default 60; 0: never)
   --insecure-registry HOST[:PORT]  a registry reached over plain HTTP (repeatable)
 `;
 
@@ -48,6 +50,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       "sandbox-pids-limit": { type: "string" },
       "sandbox-memory": { type: "string" },
       "egress-policy": { type: "string" },
+      "egress-idle-timeout": { type: "string" },
       "insecure-registry": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
@@ -98,7 +101,12 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     );
     cleanup.push(unsubscribe);
     // The sandbox's only way out: builds, buildkitd and the daemon's own registry traffic go through it.
-    const egress = await openDaemonEgress({ dataRoot, policyFile: values["egress-policy"], log: say });
+    const egress = await openDaemonEgress({
+      dataRoot,
+      policyFile: values["egress-policy"],
+      idleTimeoutMs: parseSeconds("--egress-idle-timeout", values["egress-idle-timeout"]),
+      log: say,
+    });
     cleanup.push(() => egress.close());
     const onHup = () => void egress.reload();
     process.on("SIGHUP", onHup);
@@ -182,4 +190,11 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }
     }
   }
+}
+
+/** A whole number of seconds as milliseconds (undefined when absent). */
+function parseSeconds(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new Error(`${flag} takes a whole number of seconds, got "${value}"`);
+  return Number(value) * 1000;
 }

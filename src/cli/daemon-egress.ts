@@ -34,6 +34,8 @@ export interface DaemonEgress {
 export async function openDaemonEgress(opts: {
   dataRoot: string;
   policyFile?: string;
+  /** See EgressProxyOptions.idleTimeoutMs. */
+  idleTimeoutMs?: number;
   log: (line: string) => void;
 }): Promise<DaemonEgress> {
   const policyFile = path.resolve(opts.policyFile ?? path.join(opts.dataRoot, "egress.json"));
@@ -41,6 +43,7 @@ export async function openDaemonEgress(opts: {
   const proxy = new EgressProxy({
     policy,
     auditLogPath: path.join(opts.dataRoot, "egress.log"),
+    ...(opts.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: opts.idleTimeoutMs }),
     log: opts.log,
   });
   const cred = proxy.register(

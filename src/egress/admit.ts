@@ -17,6 +17,8 @@ export interface ProxyContext {
   ownAddresses?: () => string[];
   dialTimeoutMs: number;
   responseTimeoutMs: number;
+  /** Bound on a connection where no byte moves either way (a tunnel; a plain response's body). */
+  idleTimeoutMs: number;
   record(r: EgressAuditRecord): void;
 }
 

@@ -73,7 +73,15 @@ export async function handleForward(
     if (req.readableEnded) resolve();
     else req.once("end", () => resolve());
   });
-  const result = await relayResponse(upstream, reader, method, res, ctx.responseTimeoutMs, requestSent);
+  const result = await relayResponse(
+    upstream,
+    reader,
+    method,
+    res,
+    ctx.responseTimeoutMs,
+    requestSent,
+    ctx.idleTimeoutMs,
+  );
   upstream.destroy();
   const error = result.error ? `${target} (${adm.address}) ${result.error}` : undefined;
   if (error && result.headersUnsent) reply(res, upstreamFailure(result.timeout ? 504 : 502, error));

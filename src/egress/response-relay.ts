@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type net from "node:net";
 import { endToEndHeaders } from "./headers.js";
+import { IdleWatch } from "./idle-watch.js";
 import type { UpstreamReader } from "./upstream-reader.js";
 
 const MAX_HEAD = 64 * 1024;
@@ -35,15 +36,19 @@ export function relayResponse(
   headTimeoutMs: number,
   /** Resolves when the request body has been sent: the head timeout counts from then (uploads take what they take). */
   requestSent: Promise<void>,
+  /** Bound on a body during which no byte arrives (a stalled download); 0: none. */
+  bodyIdleTimeoutMs = 0,
 ): Promise<RelayResult> {
   return new Promise((resolve) => {
     let head: Buffer = Buffer.alloc(0);
     let body: Body | undefined;
     let done = false;
+    let idle: IdleWatch | undefined;
     const finish = (r: Omit<RelayResult, "headersUnsent">) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      idle?.stop();
       resolve({ ...r, headersUnsent: !res.headersSent });
     };
     let timer: NodeJS.Timeout | undefined;
@@ -64,8 +69,11 @@ export function relayResponse(
     /** Writes body bytes; calls back once the client's socket took them all. */
     const writeBody = (chunk: Buffer, release: () => void): void => {
       let pending = 1;
+      idle?.hold();
       const settle = () => {
-        if (--pending === 0) release();
+        if (--pending > 0) return;
+        idle?.release();
+        release();
       };
       const out = (slice: Buffer) => {
         if (slice.length === 0) return;
@@ -177,6 +185,9 @@ export function relayResponse(
           complete();
           return;
         }
+        idle = new IdleWatch(bodyIdleTimeoutMs, () =>
+          fail(`sent no byte of the body for ${Math.round(bodyIdleTimeoutMs / 1000)} s (stalled)`),
+        );
         reader.setSink((c, r) => writeBody(c, r));
         if (rest.length > 0) writeBody(rest, () => {});
         return;
