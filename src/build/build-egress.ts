@@ -8,9 +8,16 @@ export interface BuildEgressGrant {
   id: string;
   /** HTTP(S)_PROXY for RUN steps: the egress listener on the step network, with this build's credential. */
   stepProxy: string;
-  /** Releases the credential (later connections with it are refused) and returns the summary line. */
-  finish(): string;
+  /**
+   * Releases the credential (later connections with it are refused) and
+   * returns the summary line; for a failed build, followed by what went
+   * wrong with BuildKit's own connections while it ran (see below).
+   */
+  finish(opts?: { failed?: boolean }): string;
 }
+
+/** Most lines about BuildKit's own connections a failed build reports. */
+const MAX_BUILDKITD_LINES = 5;
 
 /**
  * Gives a build its own egress credential, so every connection its RUN
@@ -24,22 +31,37 @@ export function openBuildEgress(
 ): BuildEgressGrant {
   const id = `build-${randomUUID().slice(0, 12)}`;
   const cred = proxy.register({ id, kind: "build", tags });
+  // buildkitd's pulls and pushes share one credential, so they cannot be tied to this build for
+  // sure; but BuildKit's registry client reports an upstream it could not talk to (denied, refused,
+  // silent, closed by the idle bound) as "not found" whenever Arca's store mirror was asked first
+  // (containerd keeps the mirror's 404 over later transport errors), so a failed build names them.
+  const buildkitd: string[] = [];
   const unsubscribe = proxy.onRecord((r) => {
     if (r.build === id && r.decision === "deny") onDenied(deniedLine(r));
+    else if (r.client === "buildkitd" && r.decision !== "allow" && buildkitd.length < MAX_BUILDKITD_LINES) {
+      const line = buildkitdLine(r);
+      if (!buildkitd.includes(line)) buildkitd.push(line);
+    }
   });
   return {
     id,
     stepProxy: cred.proxyUrl(`${STEP_GATEWAY}:${EGRESS_PORT}`),
-    finish() {
+    finish(opts = {}) {
       unsubscribe();
       cred.release();
       const s = proxy.summary(id);
       const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
-      return `egress: ${plural(s.requests, "request")} to ${plural(s.hosts, "host")}, ${s.denied} denied (arca egress log --build ${id})`;
+      const summary = `egress: ${plural(s.requests, "request")} to ${plural(s.hosts, "host")}, ${s.denied} denied (arca egress log --build ${id})`;
+      return opts.failed && buildkitd.length > 0 ? [summary, ...buildkitd].join("\n") : summary;
     },
   };
 }
 
 function deniedLine(r: EgressAuditRecord): string {
   return `egress denied: ${r.method} ${r.host}:${r.port} (rule: ${r.rule}${r.error ? `; ${r.error}` : ""})`;
+}
+
+function buildkitdLine(r: EgressAuditRecord): string {
+  const what = r.decision === "deny" ? `denied (rule: ${r.rule})` : "failed";
+  return `egress: BuildKit's connection to ${r.host}:${r.port} ${what}: ${r.error ?? r.rule}`;
 }

@@ -195,8 +195,8 @@ async function streamBuild(
   let egress: BuildEgressGrant | undefined;
   const say = (line: string) => out.emit({ stream: `${line}\n` });
   // The summary goes before the closing lines: clients stop reading at an error.
-  const closeEgress = (print: boolean) => {
-    const summary = egress?.finish();
+  const closeEgress = (print: boolean, failed = false) => {
+    const summary = egress?.finish({ failed });
     egress = undefined;
     if (summary && print) say(summary);
   };
@@ -242,7 +242,7 @@ async function streamBuild(
     return { imageId };
   } catch (err) {
     classic?.finish({ failed: true });
-    closeEgress(true);
+    closeEgress(true, true);
     const f = buildFailure(err, classicMode);
     out.failed(errorMessageLine(f.message, f.code));
     return { error: f.message };
