@@ -12,6 +12,7 @@ import {
   type HostileRegistry,
   startHostileRegistry,
 } from "./support/hostile-registry.js";
+import { tool } from "./support/tools.js";
 
 /** The daemon's egress idle bound in this test (default 60 s): what ends a silent upstream. */
 const IDLE_S = 5;
@@ -167,6 +168,7 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
     {
       repo: "never-manifest",
       classic: () => [idleLine(reg.port)],
+      buildx: () => [idleLine(reg.port)],
       maxMs: 180_000,
     },
     {
@@ -177,6 +179,7 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
     {
       repo: "stall-blob",
       classic: () => [idleLine(reg.port)],
+      buildx: () => [idleLine(reg.port)],
       maxMs: 180_000,
     },
     {
@@ -219,6 +222,28 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
       assert.equal(await ping(), "200 OK");
     });
   }
+
+  test("buildx progress ends with the egress summary and the build's denials, as classic output does", async () => {
+    const dir = await context(
+      [
+        "FROM busybox:local",
+        "COPY probe /probe",
+        "RUN /probe get http://169.254.169.254/latest/meta-data/ || true",
+        "",
+      ].join("\n"),
+    );
+    await copyFile(tool("arca-net-probe"), path.join(dir, "probe"));
+    const summary = /egress: 1 request to 1 host, 1 denied \(arca egress log --build build-[0-9a-f-]+\)/;
+    const denial = /egress denied: GET 169\.254\.169\.254:80 \(rule: [^)]*link-local/;
+    const b = await buildx(dir);
+    assert.equal(b.code, 0, both(b));
+    assert.match(b.stderr, new RegExp(`#\\d+ ${summary.source}`));
+    assert.match(b.stderr, new RegExp(`#\\d+ [\\d.]+ ${denial.source}`));
+    const c = await classic(dir);
+    assert.equal(c.code, 0, both(c));
+    assert.match(c.stdout, summary);
+    assert.match(c.stdout, denial);
+  });
 
   test("afterwards a normal build and the good repository still work", async () => {
     const ctx = await context("FROM busybox:local\nRUN echo still-serving\n");

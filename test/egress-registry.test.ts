@@ -151,9 +151,10 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
     const local = await startTestRegistry(path.join(tmp, "local-registry"), "localhost", { plain: true });
     try {
       const ctx = await context(["FROM busybox:local", "RUN echo local > /local.txt", ""].join("\n"));
-      await ok([
+      const pushed = await ok([
         "buildx",
         "build",
+        "--progress=plain",
         "--push",
         "-t",
         `localhost:${local.port}/app:1`,
@@ -163,6 +164,9 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
       ]);
       const catalog = (await local.api("/v2/_catalog")).body as { repositories: string[] };
       assert.deepEqual(catalog.repositories.sort(), ["app", "cache"]);
+      // Progress names the registry as the user did, not the name the push went out under.
+      assert.match(pushed.stderr, new RegExp(`pushing manifest for localhost:${local.port}/app:1`));
+      assert.doesNotMatch(pushed.stderr, /host-loopback\.arca\.internal/);
       // The host's loopback is opened to buildkitd only, for that build only: a step is refused.
       const probe = path.join(tmp, `ctx-${++ctxCount}`);
       await mkdir(probe, { recursive: true });

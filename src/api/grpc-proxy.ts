@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { Transform } from "node:stream";
 import { ApiError } from "./errors.js";
 import {
   GrpcMessageMapper,
@@ -34,6 +35,8 @@ export interface ResponseStreamRewrite {
   responseMessage(msg: Uint8Array): Uint8Array;
   /** Sees (never changes) the request's messages. */
   requestMessage?(msg: Uint8Array): void;
+  /** Messages added after the upstream's last one (before its trailers). */
+  endMessages?(): Uint8Array[];
 }
 
 /** A unary request is buffered to be rewritten; gRPC's own default receive limit. */
@@ -107,8 +110,11 @@ export function forwardStream(
         failure = grpcErrorTrailers(err);
         if (!stream.closed) stream.end();
       });
-    else if (mapStream) up.pipe(new GrpcMessageMapper((m) => mapStream.responseMessage(m))).pipe(stream);
-    else up.pipe(stream);
+    else if (mapStream) {
+      const mapped = up.pipe(new GrpcMessageMapper((m) => mapStream.responseMessage(m)));
+      const tail = mapStream.endMessages?.bind(mapStream);
+      (tail ? mapped.pipe(appendAtEnd(tail)) : mapped).pipe(stream);
+    } else up.pipe(stream);
   });
 
   if (rewrite) rewriteRequest(stream, up, rewrite);
@@ -196,4 +202,21 @@ function forwardable(h: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders {
     out[k] = v;
   }
   return out;
+}
+
+/** Passes frames through and adds `tail()`'s messages, framed, when the input ends. */
+function appendAtEnd(tail: () => Uint8Array[]): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      cb(null, chunk);
+    },
+    flush(cb) {
+      try {
+        for (const m of tail()) this.push(grpcFrame(m));
+        cb();
+      } catch (err) {
+        cb(err as Error);
+      }
+    },
+  });
 }

@@ -4,6 +4,7 @@ import { type BuildEgressGrant, type BuildMemo, openBuildEgress } from "../build
 import type { ControlClient } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
+import { EgressReports } from "./grpc-egress-report.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
 import { forwardStream, type ResponseStreamRewrite, type UnaryRewrite } from "./grpc-proxy.js";
 import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
@@ -31,6 +32,9 @@ const CONNECTION_WINDOW = 16 << 20;
 export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMemo): void {
   // Shared by every connection: a client may follow a solve's progress on another one.
   const storeOnlyRefs = new StoreOnlyRefs();
+  const egressReports = new EgressReports();
+  // Ports are few and a later push to the same port names it the same way, or close enough.
+  const loopbackDomains = new Map<number, string>();
   // Without an Upgrade header Node does not hand the request over as an upgrade.
   router.add("POST", "/grpc", ({ req }) => {
     req.resume();
@@ -49,7 +53,11 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
-      await serveGrpc(socket, early, client, deps, memo, gone.signal, storeOnlyRefs);
+      await serveGrpc(socket, early, client, deps, memo, gone.signal, {
+        storeOnlyRefs,
+        egressReports,
+        loopbackDomains,
+      });
     } catch (err) {
       if (upgraded) socket.destroy();
       else writeHttpError(socket, err);
@@ -69,7 +77,7 @@ function serveGrpc(
   deps: ApiDeps,
   memo: BuildMemo,
   signal: AbortSignal,
-  storeOnlyRefs: StoreOnlyRefs,
+  refs: SolveRefs,
 ): Promise<void> {
   const upstream = client.connectHttp2(signal);
   // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
@@ -77,10 +85,13 @@ function serveGrpc(
   // One egress credential per client connection (one buildx invocation), made when a build first
   // asks for the step network and released with the connection.
   let egress: BuildEgressGrant | undefined;
-  const stepProxy = () => {
+  const stepProxy = (ref?: string) => {
     if (!deps.egress) return undefined;
     egress ??= openBuildEgress(deps.egress, [], () => {});
-    return egress.stepProxy;
+    const grant = egress;
+    // The solve's progress ends with this connection's egress report (buildx shows it last).
+    if (ref) refs.egressReports.set(ref, (opts) => grant.report(opts));
+    return grant.stepProxy;
   };
   return new Promise((resolve) => {
     let session: http2.ServerHttp2Session | undefined;
@@ -117,7 +128,16 @@ function serveGrpc(
       const path = String(headers[":path"]);
       // Classic builds answered from memory would outlive the cache this prunes.
       if (path === PRUNE_PATH) memo.clear();
-      const rewrite = rewriteFor(path, deps, stream, stepProxy, storeOnlyRefs);
+      // A gateway client's calls name their solve (BuildKit's client/buildid).
+      const buildId = headers["buildkit-controlapi-buildid"];
+      const rewrite = rewriteFor(
+        path,
+        deps,
+        stream,
+        stepProxy,
+        refs,
+        typeof buildId === "string" ? buildId : undefined,
+      );
       forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
     };
     server.on("stream", onStream);
@@ -128,13 +148,21 @@ function serveGrpc(
   });
 }
 
+/** What /grpc connections share about solves, by ref. */
+interface SolveRefs {
+  storeOnlyRefs: StoreOnlyRefs;
+  egressReports: EgressReports;
+  loopbackDomains: Map<number, string>;
+}
+
 /** The calls Arca edits on their way to buildkitd: both ways to start a frontend, and progress. */
 function rewriteFor(
   path: string,
   deps: ApiDeps,
   stream: http2.ServerHttp2Stream,
-  stepProxy: () => string | undefined,
-  storeOnlyRefs: StoreOnlyRefs,
+  stepProxy: (ref?: string) => string | undefined,
+  { storeOnlyRefs, egressReports, loopbackDomains }: SolveRefs,
+  buildId: string | undefined,
 ): UnaryRewrite | ResponseStreamRewrite | undefined {
   if (path === SOLVE_PATH) {
     // The Solve call lasts as long as the build; its push grant ends with it.
@@ -142,9 +170,17 @@ function rewriteFor(
     stream.once("close", () => ended.abort());
     const egress = deps.egress;
     const hostLoopback = egress ? (port: number) => egress.allowHostLoopback(port) : undefined;
-    return new SolveRewrite({ ...deps, signal: ended.signal, stepProxy, hostLoopback, storeOnlyRefs });
+    return new SolveRewrite({
+      ...deps,
+      signal: ended.signal,
+      stepProxy,
+      hostLoopback,
+      storeOnlyRefs,
+      loopbackDomains,
+    });
   }
-  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(stepProxy);
-  if (path === STATUS_PATH) return new StatusRewrite(deps.registryHost, storeOnlyRefs);
+  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(() => stepProxy(buildId));
+  if (path === STATUS_PATH)
+    return new StatusRewrite(deps.registryHost, storeOnlyRefs, egressReports, loopbackDomains);
   return undefined;
 }

@@ -47,12 +47,17 @@ export interface SolveRewriteDeps {
   allowPush: RegistryServer["allowPush"];
   /** Aborts when the call ends: the push grants end with it. */
   signal: AbortSignal;
-  /** The egress proxy URL for RUN steps on the step network (this client's credential), if egress is on. */
-  stepProxy?: () => string | undefined;
+  /**
+   * The egress proxy URL for RUN steps on the step network (this client's credential), if egress
+   * is on; given the solve's ref, whose progress then ends with its egress report.
+   */
+  stepProxy?: (ref: string) => string | undefined;
   /** Opens the host's loopback `port` to buildkitd (pushes to localhost:PORT); returns the release. */
   hostLoopback?: (port: number) => () => void;
   /** Where solves that only land images in the store are noted, for their progress (StatusRewrite). */
   storeOnlyRefs?: StoreOnlyRefs;
+  /** Learns the domain the user named for a host-loopback port, so progress can show it back. */
+  loopbackDomains?: Map<number, string>;
 }
 
 /**
@@ -110,7 +115,7 @@ export class SolveRewrite implements UnaryRewrite {
     if (req.Frontend) {
       const mode = policyNetworkMode(req.FrontendAttrs["force-network-mode"]);
       req.FrontendAttrs["force-network-mode"] = mode;
-      const proxy = mode === "sandbox" ? this.deps.stepProxy?.() : undefined;
+      const proxy = mode === "sandbox" ? this.deps.stepProxy?.(req.Ref) : undefined;
       if (proxy) Object.assign(req.FrontendAttrs, stepProxyAttrs(proxy));
     }
     return toBinary(SolveRequestSchema, req);
@@ -217,6 +222,7 @@ export class SolveRewrite implements UnaryRewrite {
     const port = Number(m[1]);
     const release = this.deps.hostLoopback(port);
     this.deps.signal.addEventListener("abort", release, { once: true });
+    this.deps.loopbackDomains?.set(port, ref.domain);
     const mapped = formatReference({ ...ref, domain: `${HOST_LOOPBACK_NAME}:${port}` });
     return { name: mapped, loopback: true };
   }

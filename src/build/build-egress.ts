@@ -14,7 +14,16 @@ export interface BuildEgressGrant {
    * wrong with BuildKit's own connections while it ran (see below).
    */
   finish(opts?: { failed?: boolean }): string;
+  /**
+   * The build's egress so far, for a client that shows it at the end (buildx
+   * progress): the summary line, and its denials and, for a failed build,
+   * BuildKit's failed connections. The credential stays valid.
+   */
+  report(opts?: { failed?: boolean }): { summary: string; details: string[] };
 }
+
+/** Most denial lines a report repeats (the audit log has them all). */
+const MAX_DENIAL_LINES = 20;
 
 /** Most lines about BuildKit's own connections a failed build reports. */
 const MAX_BUILDKITD_LINES = 5;
@@ -36,9 +45,13 @@ export function openBuildEgress(
   // silent, closed by the idle bound) as "not found" whenever Arca's store mirror was asked first
   // (containerd keeps the mirror's 404 over later transport errors), so a failed build names them.
   const buildkitd: string[] = [];
+  const denials: string[] = [];
   const unsubscribe = proxy.onRecord((r) => {
-    if (r.build === id && r.decision === "deny") onDenied(deniedLine(r));
-    else if (r.client === "buildkitd" && r.decision !== "allow" && buildkitd.length < MAX_BUILDKITD_LINES) {
+    if (r.build === id && r.decision === "deny") {
+      const line = deniedLine(r);
+      if (denials.length < MAX_DENIAL_LINES) denials.push(line);
+      onDenied(line);
+    } else if (r.client === "buildkitd" && r.decision !== "allow" && buildkitd.length < MAX_BUILDKITD_LINES) {
       const line = buildkitdLine(r);
       if (!buildkitd.includes(line)) buildkitd.push(line);
     }
@@ -49,12 +62,18 @@ export function openBuildEgress(
     finish(opts = {}) {
       unsubscribe();
       cred.release();
-      const s = proxy.summary(id);
-      const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
-      const summary = `egress: ${plural(s.requests, "request")} to ${plural(s.hosts, "host")}, ${s.denied} denied (arca egress log --build ${id})`;
-      return opts.failed && buildkitd.length > 0 ? [summary, ...buildkitd].join("\n") : summary;
+      return [summaryLine(proxy, id), ...(opts.failed ? buildkitd : [])].join("\n");
+    },
+    report(opts = {}) {
+      return { summary: summaryLine(proxy, id), details: [...denials, ...(opts.failed ? buildkitd : [])] };
     },
   };
+}
+
+function summaryLine(proxy: EgressProxy, id: string): string {
+  const s = proxy.summary(id);
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  return `egress: ${plural(s.requests, "request")} to ${plural(s.hosts, "host")}, ${s.denied} denied (arca egress log --build ${id})`;
 }
 
 function deniedLine(r: EgressAuditRecord): string {
