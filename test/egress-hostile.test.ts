@@ -26,6 +26,8 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
   let socket: string;
   let daemon: DaemonProc;
   let reg: HostileRegistry;
+  /** The same over plain HTTP (an insecure registry): buildkitd's requests take the proxy's forward path. */
+  let plainReg: HostileRegistry;
   let env: NodeJS.ProcessEnv;
   let ctxCount = 0;
   const { cli, ok } = dockerCli(() => env);
@@ -63,17 +65,29 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
     dataRoot = path.join(tmp, "data");
     socket = path.join(tmp, "arca.sock");
     reg = await startHostileRegistry(path.join(tmp, "registry"));
+    plainReg = await startHostileRegistry(path.join(tmp, "plain-registry"), {
+      name: "hostile-plain.arca.test",
+      plain: true,
+    });
     await mkdir(dataRoot, { recursive: true });
     await writeFile(
       path.join(dataRoot, "egress.json"),
-      JSON.stringify({ mode: "audit", hosts: { "hostile.arca.test": "127.0.0.1" } }),
+      JSON.stringify({
+        mode: "audit",
+        hosts: { "hostile.arca.test": "127.0.0.1", "hostile-plain.arca.test": "127.0.0.1" },
+      }),
     );
     for (const hostPort of [reg.host, `hostile.arca.test:${reg.silentPort}`]) {
       await mkdir(path.join(dataRoot, "certs.d", hostPort), { recursive: true });
       await copyFile(reg.caFile as string, path.join(dataRoot, "certs.d", hostPort, "ca.crt"));
     }
     await seedBusybox(dataRoot, tmp);
-    daemon = startDaemon(dataRoot, socket, ["--egress-idle-timeout", String(IDLE_S)]);
+    daemon = startDaemon(dataRoot, socket, [
+      "--egress-idle-timeout",
+      String(IDLE_S),
+      "--insecure-registry",
+      plainReg.host,
+    ]);
     await daemon.waitFor(/ready in/);
     env = {
       ...process.env,
@@ -88,6 +102,7 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
     if (process.env.ARCA_TEST_DEBUG) console.log(daemon?.output());
     await daemon?.stop();
     await reg?.stop();
+    await plainReg?.stop();
     await rm(tmp, { recursive: true, force: true });
   });
 
@@ -222,6 +237,36 @@ describe("egress: FROM a hostile registry", { timeout: 900_000 }, () => {
       assert.equal(await ping(), "200 OK");
     });
   }
+
+  test("plain HTTP (an insecure registry): good builds; a never-answered manifest and a stalled blob end after the idle bound, named", async () => {
+    const good = await classic(await fromRepo("good", plainReg.host));
+    assert.equal(good.code, 0, both(good));
+    assert.match(good.stdout, new RegExp(`${plainReg.images.good?.payloadSha256}  /payload\\.bin`));
+    const blobs = await storeBlobs();
+    const imgs = await images();
+    const target = `hostile-plain\\.arca\\.test:${plainReg.port}`;
+    for (const [repo, why] of [
+      ["never-manifest", `sent no response within ${IDLE_S} s`],
+      ["stall-blob", `sent no byte of the body for ${IDLE_S} s \\(stalled\\)`],
+    ] as const) {
+      const t0 = Date.now();
+      const r = await classic(await fromRepo(repo, plainReg.host));
+      const ms = Date.now() - t0;
+      assert.notEqual(r.code, 0, both(r));
+      assert.match(
+        r.stdout,
+        new RegExp(
+          `egress: BuildKit's connection to ${target} failed: ${target} \\(127\\.0\\.0\\.1\\) ${why}`,
+        ),
+        both(r),
+      );
+      assert.ok(ms < 180_000, `${repo} took ${ms} ms`);
+      console.log(`# plain ${repo} classic: failed in ${(ms / 1000).toFixed(1)} s`);
+    }
+    assert.deepEqual(await storeBlobs(), blobs, "no new blobs in the store");
+    assert.equal(await images(), imgs, "docker images unchanged by the failures");
+    assert.equal(await ping(), "200 OK");
+  });
 
   test("buildx progress ends with the egress summary and the build's denials, as classic output does", async () => {
     const dir = await context(

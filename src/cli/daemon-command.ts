@@ -36,7 +36,8 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
   --egress-policy FILE     the egress policy (default <data root>/egress.json; audit mode if absent);
                            reloaded on SIGHUP and \`arca egress reload\`
   --egress-idle-timeout SECONDS  close an egress connection where no byte moved either way for
-                           this long (an upstream that never answers or stalls; default 60; 0: never)
+                           this long, or whose plain-HTTP upstream has not started answering
+                           (an upstream that never answers or stalls; default 60; 0: no idle bound)
   --insecure-registry HOST[:PORT]  a registry reached over plain HTTP (repeatable)
 `;
 

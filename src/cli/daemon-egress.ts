@@ -34,7 +34,7 @@ export interface DaemonEgress {
 export async function openDaemonEgress(opts: {
   dataRoot: string;
   policyFile?: string;
-  /** See EgressProxyOptions.idleTimeoutMs. */
+  /** See EgressProxyOptions.idleTimeoutMs; when set (not 0), also its responseTimeoutMs. */
   idleTimeoutMs?: number;
   log: (line: string) => void;
 }): Promise<DaemonEgress> {
@@ -43,7 +43,9 @@ export async function openDaemonEgress(opts: {
   const proxy = new EgressProxy({
     policy,
     auditLogPath: path.join(opts.dataRoot, "egress.log"),
+    // One bound for "nothing moves": also how long a plain-HTTP upstream may take to start answering.
     ...(opts.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: opts.idleTimeoutMs }),
+    ...(opts.idleTimeoutMs ? { responseTimeoutMs: opts.idleTimeoutMs } : {}),
     log: opts.log,
   });
   const cred = proxy.register(
