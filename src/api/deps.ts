@@ -1,5 +1,6 @@
 import type { EgressProxy } from "../egress/index.js";
 import type { ImageStore, RegistryServer } from "../images/index.js";
+import type { RegistryClient } from "../registry/index.js";
 import type { Runtime } from "../runtime/index.js";
 import type { BuildKitManager } from "../sandbox/index.js";
 import type { EventBus } from "./events.js";
@@ -19,6 +20,8 @@ export interface ApiDeps {
   maxContextSize?: number;
   /** The daemon's egress proxy (the sandbox's only way out); RUN steps get a credential per build. */
   egress?: EgressProxy;
+  /** docker pull, push and login, through the egress policy. */
+  registry?: RegistryClient;
   buildkitVersion: string;
   daemonName: string;
   log: (line: string) => void;

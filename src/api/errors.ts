@@ -30,6 +30,7 @@ const STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   canceled: 499,
   unimplemented: 501,
+  unauthenticated: 401,
   internal: 500,
 };
 

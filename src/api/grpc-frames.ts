@@ -13,6 +13,7 @@ const GRPC_CODE: Record<ErrorKind, number> = {
   unimplemented: 12,
   internal: 13,
   unavailable: 14,
+  unauthenticated: 16,
 };
 
 /** The gRPC status for an error, by its kind (as httpStatusFor does for HTTP). */

@@ -1,13 +1,5 @@
-import {
-  familiarString,
-  formatReference,
-  type ImageConfig,
-  importRootfs,
-  loadImages,
-  parseReference,
-  saveImages,
-} from "../images/index.js";
-import { errorMessage, findArcaError } from "../util/index.js";
+import { type ImageConfig, importRootfs, loadImages, saveImages } from "../images/index.js";
+import { errorMessage } from "../util/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { applyChanges } from "./image-changes.js";
@@ -16,6 +8,7 @@ import { globToRegExp, labelsMatch, parseTimeFilter, referenceMatches } from "./
 import { PRUNE_FILTERS, pruneImages } from "./image-prune.js";
 import { historyJSON, inspectJSON, labelsOf, summaryJSON, unixSeconds } from "./image-views.js";
 import { boolFilter, boolValue, parseFilters } from "./query-params.js";
+import { pullImage, pushImage } from "./registry-routes.js";
 import { sendJSON, startJSONStream } from "./respond.js";
 import type { RequestContext, Router } from "./router.js";
 import { versionAtLeast } from "./version.js";
@@ -95,21 +88,7 @@ export function registerImageRoutes(router: Router, deps: ApiDeps): void {
     res.end();
   });
 
-  router.add("POST", "/images/{name*}/push", ({ params, query }) => {
-    const tag = query.get("tag");
-    const name = tag ? (repoTagReference(params.name as string, tag) as string) : (params.name as string);
-    try {
-      store.resolve(name);
-    } catch (err) {
-      if (findArcaError(err)?.kind === "not_found")
-        throw new ApiError("not_found", `An image does not exist locally with the tag: ${name}`);
-      throw err;
-    }
-    throw new ApiError(
-      "unsupported",
-      `cannot push ${name}: pushing to registries is not available, Arca's sandbox has no network access (use "docker save" instead)`,
-    );
-  });
+  router.add("POST", "/images/{name*}/push", (ctx) => pushImage(deps, ctx));
 
   router.add("DELETE", "/images/{name*}", async ({ res, params, query }) => {
     const name = params.name as string;
@@ -228,40 +207,6 @@ async function importImage(deps: ApiDeps, { req, res, query, signal }: RequestCo
   }
   const send = startJSONStream(res);
   send({ status: result.id });
-  res.end();
-}
-
-/** Pulling needs a registry, which the sandbox cannot reach; an image already here is "up to date". */
-async function pullImage(deps: ApiDeps, { res, query }: RequestContext): Promise<void> {
-  // `docker pull -a` sends a trailing ":"; `tag` may also carry a digest.
-  const base = parseReference((query.get("fromImage") ?? "").replace(/:$/, ""));
-  const tag = query.get("tag") ?? "";
-  const isDigestTag = tag.includes(":");
-  const full = formatReference({
-    domain: base.domain,
-    path: base.path,
-    tag: isDigestTag ? undefined : tag || base.tag || (base.digest ? undefined : "latest"),
-    digest: isDigestTag ? tag : tag ? undefined : base.digest,
-  });
-  const parsed = parseReference(full);
-  const shown = familiarString(parsed);
-  let resolved: ReturnType<typeof deps.store.resolve>;
-  try {
-    resolved = deps.store.resolve(full);
-  } catch (err) {
-    if (findArcaError(err)?.kind !== "not_found") throw err;
-    throw new ApiError(
-      "unsupported",
-      `cannot pull ${shown}: pulling from registries is not available, Arca's sandbox has no network access (load the image with "docker load" or build it)`,
-    );
-  }
-  const send = startJSONStream(res);
-  send({
-    status: `Pulling from ${parsed.domain === "docker.io" ? parsed.path : `${parsed.domain}/${parsed.path}`}`,
-    id: parsed.tag ?? parsed.digest ?? "latest",
-  });
-  send({ status: `Digest: ${resolved.digest}` });
-  send({ status: `Status: Image is up to date for ${shown}` });
   res.end();
 }
 

@@ -5,6 +5,7 @@ import type { ApiDeps } from "./deps.js";
 import { registerGrpcRoutes } from "./grpc-routes.js";
 import { registerImageRoutes } from "./image-routes.js";
 import { registerNetworkRoutes } from "./network-routes.js";
+import { registerAuthRoute } from "./registry-routes.js";
 import { Router } from "./router.js";
 import { registerSessionRoutes } from "./session-routes.js";
 import { registerSystemRoutes } from "./system-routes.js";
@@ -19,6 +20,7 @@ export function createApiRouter(deps: ApiDeps): Router {
   registerBuildRoutes(router, deps, memo);
   registerContainerRoutes(router, deps);
   registerImageRoutes(router, deps);
+  registerAuthRoute(router, deps);
   registerSessionRoutes(router, deps);
   registerGrpcRoutes(router, deps, memo);
   registerNetworkRoutes(router, deps);

@@ -87,7 +87,7 @@ const UNSUPPORTED_UPGRADES: [method: string, pattern: string, what: string][] = 
 ];
 
 /**
- * Registers every route of UNSUPPORTED, and POST /auth (registry logins are not served yet). A route
+ * Registers every route of UNSUPPORTED. A route
  * naming a container that does not exist answers dockerd's 404 first, so a typo reads as one.
  */
 export function registerUnsupportedRoutes(router: Router, deps: Pick<ApiDeps, "runtime">): void {
@@ -100,9 +100,6 @@ export function registerUnsupportedRoutes(router: Router, deps: Pick<ApiDeps, "r
   }
   for (const [method, pattern, what] of UNSUPPORTED_UPGRADES)
     router.upgrade(method, pattern, unsupportedUpgrade(unsupportedMessage(what)));
-  router.add("POST", "/auth", () => {
-    throw new ApiError("not_implemented", "not supported by Arca yet: registry login (POST /auth)");
-  });
 }
 
 function unsupportedUpgrade(message: string): UpgradeHandler {

@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
 import { sweepBuildTemps } from "../build/index.js";
 import { createRegistryServer, familiarName, ImageStore, serveGrantSocket } from "../images/index.js";
+import { parseMirror, RegistryClient } from "../registry/index.js";
 import { createRuntime } from "../runtime/index.js";
 import {
   BuildKitManager,
@@ -39,6 +40,7 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
                            this long, or whose plain-HTTP upstream has not started answering
                            (an upstream that never answers or stalls; default 60; 0: no idle bound)
   --insecure-registry HOST[:PORT]  a registry reached over plain HTTP (repeatable)
+  --registry-mirror URL    a mirror of docker.io tried before it by pulls and builds (repeatable)
 `;
 
 export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -53,6 +55,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       "egress-policy": { type: "string" },
       "egress-idle-timeout": { type: "string" },
       "insecure-registry": { type: "string", multiple: true },
+      "registry-mirror": { type: "string", multiple: true },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -64,6 +67,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   // Decompressed, not as sent: a 28 MB gzip can inflate to gigabytes of spool.
   const maxContextSize = parseByteSize(values["max-context-size"] ?? "20g");
   if (maxContextSize === 0) throw new Error("--max-context-size must be above 0");
+  const mirrors = (values["registry-mirror"] ?? []).map((m) => parseMirror(m).href.replace(/\/$/, ""));
   const t0 = performance.now();
   const say = (l: string) => io.stderr.write(`arca: ${l}\n`);
   const dataRoot = resolveDataRoot(values["data-root"]);
@@ -129,7 +133,19 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       registries: {
         insecure: values["insecure-registry"] ?? [],
         certsDir: path.join(dataRoot, "certs.d"),
+        mirrors,
       },
+    });
+    // docker pull/push/login: the daemon's own registry traffic, under the same policy and audit log.
+    const registryClient = new RegistryClient({
+      store,
+      settings: {
+        insecure: values["insecure-registry"] ?? [],
+        certsDir: path.join(dataRoot, "certs.d"),
+        mirrors,
+      },
+      dial: { pull: egress.proxy.dialer("daemon:pull"), push: egress.proxy.dialer("daemon:push") },
+      stateDir: path.join(dataRoot, "registry"),
     });
     await manager.prepareChannel();
     await egress.proxy.listen(manager.egressSocket, { sharedGroup: manager.channelGroup });
@@ -152,6 +168,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
         allowPush: registry.allowPush,
         maxContextSize,
         egress: egress.proxy,
+        registry: registryClient,
         events,
         buildkitVersion: version,
         daemonName: `arca-${process.pid}`,

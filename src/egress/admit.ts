@@ -64,6 +64,23 @@ export async function admit(
     });
     return { ok: false, failure: authFailure(auth.error) };
   }
+  return admitClient(ctx, auth, method, host, port, startedAt, reader);
+}
+
+/**
+ * Admission of an authenticated client (a proxy request, or the daemon's own
+ * traffic through dialEgress): resolution, policy, dial. Refusals are audited.
+ */
+export async function admitClient(
+  ctx: ProxyContext,
+  auth: EgressClient,
+  method: string,
+  host: string,
+  port: number,
+  startedAt: number,
+  reader?: UpstreamReader,
+): Promise<Admission> {
+  const time = new Date(startedAt).toISOString();
   const base: RecordBase = {
     time,
     ...(auth.kind === "build" ? { build: auth.id } : {}),

@@ -16,6 +16,8 @@ const KINDS = {
   upstream_timeout: "unavailable",
   /** The upstream refused or reset the connection (502). */
   upstream_failed: "unavailable",
+  /** The policy refuses the destination (the daemon's own pulls and pushes; the proxy answers 403). */
+  denied: "failed_precondition",
 } as const satisfies Record<string, ErrorKind>;
 
 export type EgressErrorCode = keyof typeof KINDS;

@@ -1,6 +1,7 @@
 export { hostPort, normalizeHost, parseIp } from "./address.js";
 export { type EgressAuditRecord, formatAuditRecord, parseAuditLine } from "./audit-record.js";
 export type { EgressClient, EgressCredential } from "./credentials.js";
+export type { EgressDial } from "./dial.js";
 export { EgressError, type EgressErrorCode } from "./errors.js";
 export { HOST_LOOPBACK_NAME } from "./host-loopback.js";
 export {

@@ -5,6 +5,7 @@ import type { ProxyContext } from "./admit.js";
 import { AuditLog } from "./audit-log.js";
 import type { EgressAuditRecord } from "./audit-record.js";
 import { CredentialTable, type EgressClient, type EgressCredential } from "./credentials.js";
+import { dialEgress, type EgressDial } from "./dial.js";
 import { handleForward } from "./forward.js";
 import { HostLoopbackGrants } from "./host-loopback.js";
 import type { EgressPolicy } from "./policy.js";
@@ -101,6 +102,23 @@ export class EgressProxy {
    */
   allowHostLoopback(port: number): () => void {
     return this.hostLoopback.allow(port);
+  }
+
+  /**
+   * A dialer for the daemon's own traffic (`daemon:pull`, `daemon:push`):
+   * each connection is admitted, resolved and audited as a proxy request of
+   * that client would be; a refusal throws an EgressError naming the policy.
+   */
+  dialer(clientId: string): EgressDial {
+    const client: EgressClient = { id: clientId, kind: "daemon", tags: [] };
+    return async (host, port, signal) => {
+      this.auditOpened ??= this.audit.open();
+      await this.auditOpened;
+      const sock = await dialEgress(this.ctx, client, host, port, signal);
+      this.tunnels.add(sock);
+      sock.once("close", () => this.tunnels.delete(sock));
+      return sock;
+    };
   }
 
   /** Totals of a client's requests so far (kept after release, for the closing line of a build). */

@@ -22,7 +22,7 @@ import {
   parseReference,
 } from "./reference.js";
 
-export type ImageEventType = "tag" | "untag" | "delete" | "import" | "load" | "push";
+export type ImageEventType = "tag" | "untag" | "delete" | "import" | "load" | "push" | "pull";
 
 export interface ImageEvent {
   type: ImageEventType;

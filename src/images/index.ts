@@ -6,7 +6,7 @@ export {
   type IngestOptions,
   type IngestResult,
 } from "./content-store.js";
-export { type Digest, isDigest, parseDigest } from "./digest.js";
+export { type Digest, digestOf, isDigest, parseDigest } from "./digest.js";
 export { ImageError, type ImageErrorCode } from "./errors.js";
 export {
   type ImageConfig,
@@ -22,9 +22,17 @@ export {
 } from "./image-store.js";
 export { type ImportOptions, importRootfs } from "./import-rootfs.js";
 export { type LoadedImage, loadImages } from "./load.js";
-export type { Descriptor, ImageIndex, ImageManifest, ParsedManifest } from "./manifest.js";
+export {
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  MANIFEST_SIZE_LIMIT,
+  type ParsedManifest,
+  parseManifest,
+  selectPlatformManifest,
+} from "./manifest.js";
 export { isUncompressedLayer, MediaTypes } from "./media-types.js";
-export { hostPlatform, type Platform } from "./platform.js";
+export { formatPlatform, hostPlatform, type Platform } from "./platform.js";
 export {
   familiarName,
   familiarString,

@@ -95,6 +95,8 @@ export function buildkitdConfig(opts: {
   registryHost: string;
   mirrored?: string[];
   registries?: Record<string, RegistryHostConfig>;
+  /** docker.io mirrors (host[:port]) tried after Arca's store, before docker.io. */
+  dockerHubMirrors?: string[];
   gcKeepBytes?: number;
 }): string {
   const keep = opts.gcKeepBytes ?? 10 * 1024 ** 3;
@@ -119,7 +121,10 @@ export function buildkitdConfig(opts: {
   for (const reg of [...hosts].sort()) {
     const cfg = opts.registries?.[reg] ?? {};
     lines.push(`[registry."${reg}"]`);
-    if (mirrored.includes(reg)) lines.push(`  mirrors = [${JSON.stringify(opts.registryHost)}]`);
+    if (mirrored.includes(reg)) {
+      const list = [opts.registryHost, ...(reg === "docker.io" ? (opts.dockerHubMirrors ?? []) : [])];
+      lines.push(`  mirrors = [${list.map((h) => JSON.stringify(h)).join(", ")}]`);
+    }
     if (cfg.http) lines.push("  http = true");
     if (cfg.insecure) lines.push("  insecure = true");
     if (cfg.ca?.length) lines.push(`  ca = [${cfg.ca.map((c) => JSON.stringify(c)).join(", ")}]`);

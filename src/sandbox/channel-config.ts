@@ -9,6 +9,8 @@ export interface RegistrySettings {
   insecure?: string[];
   /** dockerd's layout: `<dir>/<host[:port]>/ca.crt`. */
   certsDir?: string;
+  /** Mirrors of docker.io (`https://host`, `http://host:port`), after Arca's store. */
+  mirrors?: string[];
 }
 
 export interface ChannelConfigInput {
@@ -36,6 +38,12 @@ export async function writeChannelConfig(i: ChannelConfigInput): Promise<boolean
   await mkdir(i.channelDir, { recursive: true, mode: 0o770 });
   const registries: Record<string, RegistryHostConfig> = {};
   for (const host of i.registries?.insecure ?? []) registries[host] = { http: true };
+  const mirrorHosts: string[] = [];
+  for (const m of i.registries?.mirrors ?? []) {
+    const url = new URL(m);
+    mirrorHosts.push(url.host);
+    if (url.protocol === "http:") registries[url.host] = { ...registries[url.host], http: true };
+  }
   const certs = await collectCaCerts(i.registries?.certsDir);
   // Each CA also goes into one flat directory that buildkitd's SSL_CERT_DIR names, so that
   // ADD https:// and git trust it as well as the registry it was configured for.
@@ -55,6 +63,7 @@ export async function writeChannelConfig(i: ChannelConfigInput): Promise<boolean
     registryHost: i.registryHost,
     mirrored: Object.keys(registries),
     registries,
+    dockerHubMirrors: mirrorHosts,
     gcKeepBytes: i.gcKeepBytes,
   });
   let changed = await writeIfChanged(path.join(i.channelDir, "buildkitd.toml"), toml, 0o644);

@@ -12,6 +12,8 @@ export type ErrorKind =
   | "failed_precondition"
   /** A request Arca understands but does not serve (a build engine runs no user containers). */
   | "unimplemented"
+  /** Credentials were missing or refused (a registry login, pull or push): 401 as dockerd's Unauthorized. */
+  | "unauthenticated"
   | "internal";
 
 export abstract class ArcaError extends Error {
