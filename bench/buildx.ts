@@ -47,6 +47,8 @@ interface Case {
   before?: (i: number) => Promise<void>;
   /** Also report the daemon's peak RSS during the runs through Arca. */
   rss?: boolean;
+  /** Also time the classic path through Arca (`DOCKER_BUILDKIT=0 docker build`) for the same change. */
+  classic?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -118,11 +120,18 @@ async function main(): Promise<void> {
       return run(tool("buildctl"), args, { maxBuffer: 64 << 20 });
     };
 
-    const only = process.env.BENCH_CASES?.split(",");
+    const classic = (c: Case) => () =>
+      run("docker", ["build", "-q", "-t", "bench:classic", c.context], {
+        env: { ...env, DOCKER_BUILDKIT: "0" },
+        maxBuffer: 64 << 20,
+      });
+
+    // Case names hold commas: BENCH_CASES is a |-separated list of name prefixes.
+    const only = process.env.BENCH_CASES?.split("|");
     const cases = (await makeCases(tmp)).filter((c) => !only || only.some((o) => c.name.startsWith(o)));
     for (const c of cases) {
       // Warm-up: the first context transfer and the cache, for each.
-      const tools = [buildx(c), direct(c), buildctl(c)];
+      const tools = [buildx(c), direct(c), buildctl(c), ...(c.classic ? [classic(c)] : [])];
       for (const t of tools) await t();
       const times: number[][] = tools.map(() => []);
       const peaks: number[] = [];
@@ -138,8 +147,10 @@ async function main(): Promise<void> {
           } else times[k]?.push(await timed(t));
         }
       }
-      const [x, d, y] = times.map(median) as [number, number, number];
-      const rss = peaks.length ? ` | arca daemon peak RSS ${(Math.max(...peaks) / 1e6).toFixed(0)} MB` : "";
+      const [x, d, y, cl] = times.map(median) as [number, number, number, number | undefined];
+      let rss = peaks.length ? ` | arca daemon peak RSS ${(Math.max(...peaks) / 1e6).toFixed(0)} MB` : "";
+      if (cl !== undefined)
+        rss += ` | classic via Arca ${cl.toFixed(3)}s = buildx via Arca + ${(cl - x).toFixed(3)}s`;
       process.stdout.write(
         `${c.name.padEnd(38)} | buildctl ${y.toFixed(3)}s | buildx via Arca ${x.toFixed(3)}s ratio ${(x / y).toFixed(2)} | buildx remote driver ${d.toFixed(3)}s ratio ${(d / y).toFixed(2)}${rss}\n`,
       );
@@ -169,6 +180,7 @@ async function makeCases(tmp: string): Promise<Case[]> {
     name: "20,000-file context, 1 file changed",
     context: many,
     noCache: false,
+    classic: true,
     before: (i) => writeFile(path.join(many, "d7", "f7.txt"), `run ${i}\n`),
   });
   const big = await bigFileContext(path.join(tmp, "big"));
