@@ -165,8 +165,12 @@ async function pullBlobs(
   signal?: AbortSignal,
 ): Promise<void> {
   const content = ctx.store.content;
+  // One failed layer stops the others, so that nothing is committed after the pull gave up.
+  const stop = new AbortController();
+  const blobSignal = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  let firstError: unknown;
   const fetchOne = async (d: Descriptor, onBytes: (n: number) => void) => {
-    await fetchBlob(repo, content, d, onBytes, signal);
+    await fetchBlob(repo, content, d, onBytes, blobSignal);
     created.push(d.digest);
   };
   if (!(await content.has(config.digest))) await fetchOne(config, () => {});
@@ -187,7 +191,7 @@ async function pullBlobs(
   for (const d of done) d.promise.catch(() => {});
   let next = 0;
   const worker = async () => {
-    while (next < todo.length) {
+    while (next < todo.length && !stop.signal.aborted) {
       const i = next++;
       const l = todo[i] as Descriptor;
       const id = shortId(l.digest);
@@ -197,6 +201,8 @@ async function pullBlobs(
           if (tick(n === l.size)) progress(layerProgress(id, "Downloading", n, l.size));
         });
       } catch (err) {
+        firstError ??= err;
+        stop.abort(err);
         done[i]?.reject(err);
         throw err;
       }
@@ -205,14 +211,25 @@ async function pullBlobs(
       done[i]?.resolve();
     }
   };
-  const all = Promise.all(Array.from({ length: Math.min(PARALLEL_DOWNLOADS, todo.length) }, worker));
-  all.catch(() => {});
-  for (const [i, l] of todo.entries()) {
-    await Promise.race([done[i]?.promise, all]);
-    await done[i]?.promise;
-    progress(layerStatus(shortId(l.digest), "Pull complete"));
+  const settled = Promise.allSettled(
+    Array.from({ length: Math.min(PARALLEL_DOWNLOADS, todo.length) }, worker),
+  );
+  try {
+    for (const [i, l] of todo.entries()) {
+      // Layers no worker started (after a failure) never settle: the workers' end decides then.
+      const ended = settled.then(() => {
+        if (firstError) throw firstError;
+      });
+      ended.catch(() => {});
+      await Promise.race([done[i]?.promise, ended]);
+      await done[i]?.promise;
+      progress(layerStatus(shortId(l.digest), "Pull complete"));
+    }
+  } catch (err) {
+    firstError ??= err;
   }
-  await all;
+  await settled;
+  if (firstError) throw firstError;
 }
 
 function deferred(): { promise: Promise<void>; resolve: () => void; reject: (err: unknown) => void } {
