@@ -325,6 +325,8 @@ describe("registry: token auth, indexes, hostile registries, client progress", {
       "FROM busybox:local\nRUN head -c 3000000 /dev/urandom > /a.bin\nRUN head -c 2000000 /dev/urandom > /b.bin\n",
     );
     const name = `${plainReg.host}/progress/img:1`;
+    await ok(["tag", "busybox:local", `${plainReg.host}/progress/base:1`]);
+    await ok(["push", `${plainReg.host}/progress/base:1`]);
     await ok(["build", "-q", "-t", name, ctx]);
     await ok(["push", name]);
     await ok(["rmi", name]);
