@@ -44,7 +44,7 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
       const client = await deps.buildkit.client(gone.signal);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
-      const h2 = client.connectHttp2(gone.signal);
+      const h2 = client.takeHttp2(gone.signal);
       const stream = openSessionStream(h2, h.metadata);
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
