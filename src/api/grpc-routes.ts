@@ -79,7 +79,7 @@ function serveGrpc(
   signal: AbortSignal,
   refs: SolveRefs,
 ): Promise<void> {
-  const upstream = client.takeHttp2(signal);
+  const upstream = client.connectHttp2(signal);
   // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
   const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
   // One egress credential per client connection (one buildx invocation), made when a build first

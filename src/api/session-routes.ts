@@ -44,7 +44,7 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
       const client = await deps.buildkit.client(gone.signal);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
-      const h2 = client.takeHttp2(gone.signal);
+      const h2 = client.connectHttp2(gone.signal);
       const stream = openSessionStream(h2, h.metadata);
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
@@ -85,6 +85,13 @@ function sessionHeaders(raw: string[]): { id: string; metadata: Record<string, s
  * both are done. Half-closes travel across (the client ending its side ends
  * the gRPC call; buildkitd ending the call ends the socket); an error or an
  * abrupt close on either side tears down both.
+ *
+ * Measured (cached 20,000-file build, 2 busy cores): ~0.9 MB of FileSync
+ * stats cross here in 2,000-3,400 reads of ~375 bytes, answered by ~200
+ * pairs of HTTP/2 window updates; the daemon is ~2/3 idle meanwhile. The
+ * transfer is bound by round trips through the extra hop, not by this
+ * code's CPU: batching a loop turn's reads into one message made it slower
+ * (median 660 vs 580 ms), and a pre-connected upstream changed nothing.
  */
 function bridge(socket: Duplex, head: Buffer, stream: Duplex): Promise<void> {
   return new Promise((resolve) => {

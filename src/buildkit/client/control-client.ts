@@ -17,14 +17,6 @@ export interface ControlClient {
   readonly control: ControlService;
   /** Opens a fresh HTTP/2 connection over the dialer (used for session streams). */
   connectHttp2(signal?: AbortSignal): http2.ClientHttp2Session;
-  /**
-   * A connection of the caller's own, as connectHttp2, but taken from a warm
-   * spare (connected, SETTINGS exchanged) when one is ready; a new spare is
-   * opened behind it. The API's /grpc and /session bridges open one per
-   * client connection, several per `docker build`, each on the build's
-   * critical path (buildkitd waits for the session before solving).
-   */
-  takeHttp2(signal?: AbortSignal): http2.ClientHttp2Session;
   close(): void;
 }
 
@@ -47,28 +39,9 @@ export function createControlClient(dialer: Dialer): ControlClient {
   );
   const transport = createGrpcTransport({ baseUrl: AUTHORITY, sessionManager: manager });
   const sessions = new Set<http2.ClientHttp2Session>();
-  let spare: http2.ClientHttp2Session | undefined;
-  let closed = false;
-  const refill = () => {
-    if (closed || spare) return;
-    const s = client.connectHttp2();
-    spare = s;
-    // A spare that dies (buildkitd restarted) is dropped; the next take opens a fresh one.
-    s.once("close", () => {
-      if (spare === s) spare = undefined;
-    });
-  };
-  const client: ControlClient = {
+  return {
     address: dialer.address,
     control: createClient(Control, transport),
-    takeHttp2(signal) {
-      const s = spare;
-      spare = undefined;
-      setImmediate(refill);
-      // One still connecting is at least as far along as a new one.
-      if (s && !s.closed && !s.destroyed) return s;
-      return client.connectHttp2(signal);
-    },
     connectHttp2(signal) {
       const s = http2.connect(AUTHORITY, {
         createConnection: () => connection(signal),
@@ -85,12 +58,9 @@ export function createControlClient(dialer: Dialer): ControlClient {
       return s;
     },
     close() {
-      closed = true;
-      spare?.destroy();
       manager.abort();
       for (const s of sessions) s.destroy();
       for (const sock of sockets) sock.destroy();
     },
   };
-  return client;
 }
