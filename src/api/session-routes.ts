@@ -93,7 +93,7 @@ function sessionHeaders(raw: string[]): { id: string; metadata: Record<string, s
  * costs ~0.15-0.2 s more than buildx's remote driver: one more hop per
  * round trip and that CPU on a shared machine. Tried, no gain: batching a
  * loop turn's reads into one message, one write per message, a
- * pre-connected upstream, terminating the inner HTTP/2 here (see report).
+ * pre-connected upstream, terminating the inner HTTP/2 here.
  */
 function bridge(socket: Duplex, head: Buffer, stream: Duplex): Promise<void> {
   return new Promise((resolve) => {
