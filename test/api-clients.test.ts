@@ -201,13 +201,14 @@ describe("Docker clients' build workflows against Arca: testcontainers, compose,
     assert.ok(out.logs.includes("Step 3/3 : LABEL via=python\n"), out.logs.join(""));
   });
 
-  test("docker login answers a clear 'not supported yet'", async () => {
+  test("docker login to a loopback registry the policy does not name: refused by egress, naming the policy", async () => {
     const r = await run("sh", ["-c", "echo pw | docker login -u u --password-stdin localhost:5999"], {
       ...env,
       DOCKER_CONFIG: path.join(tmp, "login-config"),
     });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /not supported by Arca yet: registry login/);
+    assert.match(r.stderr, /arca egress: CONNECT localhost:5999 denied by rule "always-refused loopback/);
+    assert.match(r.stderr, /egress\.json/);
   });
 
   test("classic output: Step i/n over every Dockerfile instruction, in order, cached ones marked", async () => {

@@ -25,13 +25,13 @@ export interface EgressProxyOptions {
   headersTimeoutMs?: number;
   /** Bound on a plain-HTTP upstream starting its response; default 60 s. */
   responseTimeoutMs?: number;
-  /** Largest request head accepted (431 above); default 16 KiB. */
   /**
    * Bound on a connection where no byte moves either way (a CONNECT tunnel
    * whose upstream never answers or stalls; a plain response whose body
    * stalls); default 60 s, 0: none.
    */
   idleTimeoutMs?: number;
+  /** Largest request head accepted (431 above); default 16 KiB. */
   maxHeaderSize?: number;
   /** Mode of the unix socket; default 0o660, as the channel's other sockets. */
   socketMode?: number;
@@ -66,8 +66,8 @@ export class EgressProxy {
       ...(opts.ownAddresses ? { ownAddresses: opts.ownAddresses } : {}),
       dialTimeoutMs: opts.dialTimeoutMs ?? 10_000,
       responseTimeoutMs: opts.responseTimeoutMs ?? 60_000,
-      record: (r) => this.record(r),
       idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+      record: (r) => this.record(r),
     };
   }
 
