@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -57,25 +58,35 @@ test("save writes an OCI layout plus docker manifest.json and repositories", asy
     {
       Config: `blobs/sha256/${img.Id.slice(7)}`,
       RepoTags: ["busybox:local", "ghcr.io/x/y:2"],
-      Layers: img.Layers.map((l) => `blobs/sha256/${l.digest.slice(7)}`),
+      // Plain layer tars named by their diffIDs, as dockerd saves (the store holds this one gzip).
+      Layers: img.RootFS.Layers.map((d) => `blobs/sha256/${d.slice(7)}`),
     },
   ]);
   const index = JSON.parse(String(files.get("index.json")));
   assert.equal(index.manifests.length, 2);
-  assert.equal(index.manifests[0].digest, img.ManifestDigest);
+  const saved = JSON.parse(String(files.get(`blobs/sha256/${index.manifests[0].digest.slice(7)}`)));
+  assert.deepEqual(saved.config.digest, img.Id);
+  assert.deepEqual(
+    saved.layers.map((l: { mediaType: string; digest: string }) => [l.mediaType, l.digest]),
+    img.RootFS.Layers.map((d) => ["application/vnd.oci.image.layer.v1.tar", d]),
+  );
   assert.equal(index.manifests[0].annotations["io.containerd.image.name"], "docker.io/library/busybox:local");
   assert.equal(index.manifests[0].annotations["org.opencontainers.image.ref.name"], "local");
   assert.deepEqual(JSON.parse(String(files.get("repositories"))), {
     busybox: { local: img.Id.slice(7) },
     "ghcr.io/x/y": { "2": img.Id.slice(7) },
   });
-  for (const d of [img.Id, img.ManifestDigest, ...img.Layers.map((l) => l.digest)]) {
+  for (const d of [img.Id, index.manifests[0].digest, ...img.RootFS.Layers]) {
     assert.ok(files.has(`blobs/sha256/${d.slice(7)}`), d);
   }
+  const layer = files.get(`blobs/sha256/${img.RootFS.Layers[0]?.slice(7)}`) as Buffer;
+  assert.equal(layer.subarray(257, 262).toString(), "ustar");
+  assert.equal(`sha256:${createHash("sha256").update(layer).digest("hex")}`, img.RootFS.Layers[0]);
 });
 
-test("save -> load into a fresh store keeps ids, manifests and names (plain and gzip archives)", async () => {
+test("save -> load into a fresh store keeps ids and names (plain and gzip archives); saved again, the same bytes", async () => {
   const img = await store.inspect("busybox:local");
+  const savedManifest = JSON.parse(String((await readTar(archive)).get("index.json"))).manifests[0].digest;
   for (const gz of [false, true]) {
     const fresh = await ImageStore.open(join(tmp, gz ? "b-gz" : "b"));
     try {
@@ -85,9 +96,13 @@ test("save -> load into a fresh store keeps ids, manifests and names (plain and 
       assert.deepEqual(loaded, [{ id: img.Id, names: ["busybox:local", "ghcr.io/x/y:2"] }]);
       const again = await fresh.inspect("busybox:local");
       assert.equal(again.Id, img.Id);
-      assert.equal(again.ManifestDigest, img.ManifestDigest);
+      assert.equal(again.ManifestDigest, savedManifest);
       assert.deepEqual(again.RootFS, img.RootFS);
       assert.equal(fresh.resolve("ghcr.io/x/y:2").image.id, img.Id);
+      // Stored plain now (the original store holds gzip): the archive does not tell them apart.
+      const resaved = join(tmp, `resave-${gz}.tar`);
+      await saveImages(fresh, ["busybox:local", "ghcr.io/x/y:2"], createWriteStream(resaved));
+      assert.ok((await readFile(resaved)).equals(await readFile(archive)), "re-saved archive differs");
     } finally {
       fresh.close();
     }
@@ -109,9 +124,7 @@ async function writeTar(file: string, entries: [string, string | { symlink: stri
 test("legacy docker save layout (<id>/layer.tar, <id>.json config, symlinked duplicate layer)", async () => {
   const files = await readTar(archive);
   const img = await store.inspect("busybox:local");
-  // Legacy archives carry uncompressed layers: gunzip ours.
-  const { gunzipSync } = await import("node:zlib");
-  const layer = gunzipSync(files.get(`blobs/sha256/${img.Layers[0]?.digest.slice(7)}`) as Buffer);
+  const layer = files.get(`blobs/sha256/${img.RootFS.Layers[0]?.slice(7)}`) as Buffer;
   const config = files.get(`blobs/sha256/${img.Id.slice(7)}`) as Buffer;
   const legacy = join(tmp, "legacy.tar");
   const pack = tar.pack();
@@ -142,7 +155,7 @@ test("legacy docker save layout (<id>/layer.tar, <id>.json config, symlinked dup
 test("a config not named by its digest (cfg.json, as manifest.json's Config path says) loads", async () => {
   const files = await readTar(archive);
   const img = await store.inspect("busybox:local");
-  const layerPath = `blobs/sha256/${img.Layers[0]?.digest.slice(7)}`;
+  const layerPath = `blobs/sha256/${img.RootFS.Layers[0]?.slice(7)}`;
   const renamed = join(tmp, "cfg.tar");
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(renamed));

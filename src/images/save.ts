@@ -6,12 +6,16 @@ import { type Digest, digestHex } from "./digest.js";
 import { ImageError } from "./errors.js";
 import type { ImageStore } from "./image-store.js";
 import type { Descriptor, ImageManifest } from "./manifest.js";
+import { MediaTypes } from "./media-types.js";
 import { familiarName, familiarRepository, parseReference } from "./reference.js";
+import { plainLayerStages, type SavedForm, savedForm } from "./save-layers.js";
 
 interface SavedImage {
   id: Digest;
   manifest: Descriptor;
   layers: Descriptor[];
+  /** Plain layers and their manifest, when every layer has one (see savedForm). */
+  form?: SavedForm;
   /** Full names. */
   names: string[];
 }
@@ -46,6 +50,20 @@ export async function saveImages(
         layers: manifest.layers,
         names: [],
       };
+      const form = await savedForm(store, saved.id, manifest);
+      if (form) {
+        saved.form = form;
+        saved.manifest = {
+          mediaType: MediaTypes.ociManifest,
+          digest: form.manifest.digest,
+          size: form.manifest.bytes.length,
+        };
+        saved.layers = form.layers.map((l) => ({
+          mediaType: MediaTypes.ociLayer,
+          digest: l.digest,
+          size: l.size,
+        }));
+      }
       images.set(saved.id, saved);
     }
     if (resolved.name && !saved.names.includes(resolved.name)) saved.names.push(resolved.name);
@@ -58,12 +76,33 @@ export async function saveImages(
     await writeDir(pack, "blobs/");
     await writeDir(pack, "blobs/sha256/");
     const written = new Set<Digest>();
+    const once = (digest: Digest) => {
+      if (written.has(digest)) return false;
+      throwIfAborted(signal);
+      written.add(digest);
+      return true;
+    };
     for (const img of images.values()) {
-      for (const digest of [img.id, img.manifest.digest, ...img.layers.map((l) => l.digest)]) {
-        if (written.has(digest)) continue;
-        throwIfAborted(signal);
-        written.add(digest);
-        await writeBlob(store, pack, digest, signal);
+      if (!img.form) {
+        for (const digest of [img.id, img.manifest.digest, ...img.layers.map((l) => l.digest)]) {
+          if (once(digest)) await writeBlob(store, pack, digest, signal);
+        }
+        continue;
+      }
+      if (once(img.id)) await writeBlob(store, pack, img.id, signal);
+      const m = img.form.manifest;
+      if (once(m.digest)) await writeEntry(pack, `blobs/sha256/${digestHex(m.digest)}`, m.bytes, 0o444);
+      for (const layer of img.form.layers) {
+        if (!once(layer.digest)) continue;
+        const entry = pack.entry({
+          name: `blobs/sha256/${digestHex(layer.digest)}`,
+          size: layer.size,
+          mode: 0o444,
+          mtime: EPOCH,
+        });
+        await pipeline([store.content.createReadStream(layer.stored), ...plainLayerStages(layer), entry], {
+          signal,
+        });
       }
     }
     const index = {
@@ -124,9 +163,9 @@ async function writeBlob(
   await pipeline(source, entry, { signal });
 }
 
-function writeEntry(pack: tar.Pack, name: string, content: string): Promise<void> {
+function writeEntry(pack: tar.Pack, name: string, content: string | Buffer, mode = 0o644): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry({ name, mode: 0o644, mtime: EPOCH }, content, (err) => (err ? reject(err) : resolve()));
+    pack.entry({ name, mode, mtime: EPOCH }, content, (err) => (err ? reject(err) : resolve()));
   });
 }
 
