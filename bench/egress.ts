@@ -7,7 +7,9 @@
  * The proxy's own connection setup cost is bench/egress-proxy.ts (when present, run after this).
  */
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -101,10 +103,32 @@ async function main(): Promise<void> {
       ]);
       host.push(Number(r.stdout));
     }
+    // What any one relay between curl and the origin costs on this machine: curl through arca-proxy
+    // forwarding raw TCP (one hop, no HTTP, no policy). The egress path has that hop and two more.
+    const relay = await rawRelay(tmp, origin.httpPort);
+    const hop: number[] = [];
+    try {
+      for (let i = 0; i < RUNS; i++) {
+        const r = await run("curl", [
+          "-sS",
+          "-o",
+          "/dev/null",
+          "-w",
+          "%{time_total}",
+          `http://127.0.0.1:${relay.port}/zeros/${DOWNLOAD}`,
+        ]);
+        hop.push(Number(r.stdout));
+      }
+    } finally {
+      relay.stop();
+    }
     const mibs = (s: number) => DOWNLOAD / (1 << 20) / s;
-    const [tStep, tHost] = [median(step), median(host)];
+    const [tStep, tHost, tHop] = [median(step), median(host), median(hop)];
     console.log(
       `(a) 512 MiB download: RUN step through egress ${tStep.toFixed(2)} s (${mibs(tStep).toFixed(0)} MiB/s), curl on the host ${tHost.toFixed(2)} s (${mibs(tHost).toFixed(0)} MiB/s): throughput ratio ${(tHost / tStep).toFixed(2)} (target ≥ 0.5)`,
+    );
+    console.log(
+      `    one raw TCP relay (arca-proxy) between curl and the origin: ${tHop.toFixed(2)} s (${mibs(tHop).toFixed(0)} MiB/s), ratio ${(tHost / tHop).toFixed(2)} on ${os.cpus().length} CPUs: the ceiling for any proxied path here`,
     );
 
     // (b) FROM a 200 MB image on a local registry, no cache.
@@ -161,6 +185,26 @@ async function main(): Promise<void> {
     await origin.close();
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** arca-proxy forwarding a free loopback port to the origin's, ready when its ready file exists. */
+async function rawRelay(tmp: string, originPort: number): Promise<{ port: number; stop(): void }> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  const ready = path.join(tmp, "relay.ready");
+  const child = spawn(
+    tool("arca-proxy"),
+    ["--forward", `tcp:127.0.0.1:${port}=tcp:127.0.0.1:${originPort}`, "--ready-file", ready],
+    { stdio: "ignore" },
+  );
+  for (let i = 0; i < 100 && !existsSync(ready); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(ready)) {
+    child.kill();
+    throw new Error("arca-proxy relay did not start");
+  }
+  return { port, stop: () => child.kill() };
 }
 
 await main();

@@ -53,7 +53,12 @@ describe("registry: token auth, indexes, hostile registries, client progress", {
     dataRoot = path.join(tmp, "data");
     tokenReg = await startTokenRegistry(path.join(tmp, "token-registry"));
     plainReg = await startTestRegistry(path.join(tmp, "plain-registry"), "plain.arca.test", { plain: true });
-    hostile = await startHostileRegistry(path.join(tmp, "hostile"), { plain: true, payloadBytes: 24 << 20 });
+    hostile = await startHostileRegistry(path.join(tmp, "hostile"), {
+      plain: true,
+      payloadBytes: 24 << 20,
+      // The connection is cut in the middle of a 100 MB layer, as the issue asks.
+      payloadBytesOf: { "cut-blob-once": 100_000_000, "cut-blob": 100_000_000 },
+    });
     await mkdir(dataRoot, { recursive: true });
     await writeFile(
       path.join(dataRoot, "egress.json"),
@@ -297,6 +302,9 @@ describe("registry: token auth, indexes, hostile registries, client progress", {
     const payload = hostile.images["cut-blob-once"]?.layers[1]?.digest as string;
     const gets = hostile.requests.slice(seen).filter((q) => q.url.includes(payload) && q.method === "GET");
     assert.equal(gets.length, 2, "one cut request, one resumed request");
+    // Resumed where the cut left it (the registry sends half the 100 MB layer before cutting).
+    const from = Number(/^bytes=(\d+)-/.exec(gets[1]?.range ?? "")?.[1]);
+    assert.ok(from > 40_000_000, `resumed from byte ${from} (${gets[1]?.range})`);
     const before = await blobs();
     const always = await cli(["pull", `${hostile.host}/cut-blob:1`]);
     assert.notEqual(always.code, 0);

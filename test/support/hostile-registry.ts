@@ -81,6 +81,8 @@ export interface HostileRegistryOptions {
   repos?: Record<string, HostileBehaviour>;
   /** Size of each repository's /payload.bin; default 4 MiB. */
   payloadBytes?: number;
+  /** Per repository sizes that differ from payloadBytes (e.g. a 100 MB layer to cut mid-way). */
+  payloadBytesOf?: Record<string, number>;
   /** Size of the huge manifests; default 100 MiB. */
   hugeManifestBytes?: number;
 }
@@ -106,6 +108,8 @@ export interface HostileRequest {
   url: string;
   repo?: string;
   behaviour?: HostileBehaviour;
+  /** The Range header, when the client sent one (a resumed download). */
+  range?: string;
 }
 
 export interface HostileRegistry {
@@ -249,7 +253,10 @@ export async function startHostileRegistry(
   };
   const repos = new Map<string, Repo>();
   for (const [repo, behaviour] of Object.entries(names))
-    repos.set(repo, await makeRepo(repo, behaviour, base, opts.payloadBytes ?? 4 << 20));
+    repos.set(
+      repo,
+      await makeRepo(repo, behaviour, base, opts.payloadBytesOf?.[repo] ?? opts.payloadBytes ?? 4 << 20),
+    );
   const huge = hugeManifest(hugeSize);
   for (const r of repos.values())
     if (r.behaviour === "huge-manifest" || r.behaviour === "huge-manifest-get")
@@ -345,6 +352,7 @@ export async function startHostileRegistry(
       url: req.url ?? "",
       ...(m ? { repo: m[1] } : {}),
       ...(repo ? { behaviour: repo.behaviour } : {}),
+      ...(req.headers.range ? { range: req.headers.range } : {}),
     });
     const fail = (status: number, code: string, message: string) => {
       res.writeHead(status, { "Content-Type": "application/json" });
