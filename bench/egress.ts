@@ -91,34 +91,13 @@ async function main(): Promise<void> {
       if (!m || Number(m[1]) !== DOWNLOAD) throw new Error(`download failed:\n${r.stdout}`);
       step.push(Number(m[2]));
     }
-    const host: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const r = await run("curl", [
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{time_total}",
-        `http://127.0.0.1:${origin.httpPort}/zeros/${DOWNLOAD}`,
-      ]);
-      host.push(Number(r.stdout));
-    }
+    const host = await curlTimes(`http://127.0.0.1:${origin.httpPort}/zeros/${DOWNLOAD}`);
     // What any one relay between curl and the origin costs on this machine: curl through arca-proxy
     // forwarding raw TCP (one hop, no HTTP, no policy). The egress path has that hop and two more.
     const relay = await rawRelay(tmp, origin.httpPort);
-    const hop: number[] = [];
+    let hop: number[];
     try {
-      for (let i = 0; i < RUNS; i++) {
-        const r = await run("curl", [
-          "-sS",
-          "-o",
-          "/dev/null",
-          "-w",
-          "%{time_total}",
-          `http://127.0.0.1:${relay.port}/zeros/${DOWNLOAD}`,
-        ]);
-        hop.push(Number(r.stdout));
-      }
+      hop = await curlTimes(`http://127.0.0.1:${relay.port}/zeros/${DOWNLOAD}`);
     } finally {
       relay.stop();
     }
@@ -185,6 +164,16 @@ async function main(): Promise<void> {
     await origin.close();
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/** curl's time_total for RUNS downloads of url. */
+async function curlTimes(url: string): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{time_total}", url]);
+    times.push(Number(r.stdout));
+  }
+  return times;
 }
 
 /** arca-proxy forwarding a free loopback port to the origin's, ready when its ready file exists. */
