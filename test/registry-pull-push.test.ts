@@ -182,6 +182,19 @@ describe("registry: docker pull, push and login", { timeout: 900_000 }, () => {
     );
   });
 
+  test("docker push -a pushes every tag of the repository; a name without tag pushes :latest", async () => {
+    const repo = `${plainReg.host}/alltags/busybox`;
+    for (const t of ["a", "b", "latest"]) await ok(["tag", "busybox:local", `${repo}:${t}`]);
+    const all = await ok(["push", "--all-tags", repo]);
+    for (const t of ["a", "b", "latest"]) assert.match(all.stdout, new RegExp(`^${t}: digest: sha256:`, "m"));
+    const tags = await plainReg.api("/v2/alltags/busybox/tags/list");
+    assert.deepEqual(((tags.body as { tags: string[] }).tags ?? []).sort(), ["a", "b", "latest"]);
+    const untagged = await ok(["push", `${plainReg.host}/alltags/busybox`]);
+    assert.match(untagged.stdout, /Using default tag: latest/);
+    assert.match(untagged.stdout, /^latest: digest: sha256:/m);
+    assert.doesNotMatch(untagged.stdout, /^a: digest/m);
+  });
+
   test("registry down: a clear error and nothing stored", async () => {
     const port = await freePort();
     const before = await blobs();
