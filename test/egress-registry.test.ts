@@ -189,6 +189,23 @@ describe("egress: builds pull from, push to and cache in an upstream registry", 
       // Progress names the registry as the user did, not the name the push went out under.
       assert.match(pushed.stderr, new RegExp(`pushing manifest for localhost:${local.port}/app:1`));
       assert.doesNotMatch(pushed.stderr, /host-loopback\.arca\.internal/);
+      // And the cache comes back from there once the local one is gone (buildx sends the import in
+      // LLBBridge.Solve's CacheImports and the frontend's cache-imports).
+      await ok(["builder", "prune", "-af"]);
+      const cached = await ok([
+        "buildx",
+        "build",
+        "--progress=plain",
+        "--cache-from",
+        `type=registry,ref=localhost:${local.port}/cache:1`,
+        ctx,
+      ]);
+      assert.match(
+        cached.stderr,
+        /importing cache manifest from localhost:\d+\/cache:1\n(#\d+ [^\n]*\n)*#\d+ DONE/,
+      );
+      assert.doesNotMatch(cached.stderr, /ERROR/);
+      assert.match(cached.stderr, /RUN echo local > \/local\.txt\n#\d+ CACHED/);
       // The host's loopback is opened to buildkitd only, for that build only: a step is refused.
       const probe = path.join(tmp, `ctx-${++ctxCount}`);
       await mkdir(probe, { recursive: true });

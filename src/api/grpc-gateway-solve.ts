@@ -2,12 +2,15 @@ import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { stepProxyAttrs } from "../buildkit/index.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 import { policyNetworkMode } from "./grpc-solve.js";
+import { type HostLoopbackDeps, mapCacheImportsAttr, mapCacheRef } from "./host-loopback-ref.js";
 
 export const GATEWAY_SOLVE_PATH = "/moby.buildkit.v1.frontend.LLBBridge/Solve";
 
 /** moby.buildkit.v1.frontend.SolveRequest (BK frontend/gateway/pb/gateway.proto): Frontend=2, FrontendOpt=3. */
 const FRONTEND_FIELD = 2;
 const FRONTEND_OPT_FIELD = 3;
+/** CacheImports = 12 (repeated CacheOptionsEntry: Type = 1, Attrs = 2). */
+const CACHE_IMPORTS_FIELD = 12;
 const NETWORK_MODE = "force-network-mode";
 
 /**
@@ -19,14 +22,23 @@ const NETWORK_MODE = "force-network-mode";
  * which wins over an earlier one for the same key as protobuf maps do.
  */
 export class GatewaySolveRewrite implements UnaryRewrite {
-  /** `stepProxy`: the egress proxy URL for RUN steps on the step network, if egress is on. */
-  constructor(private readonly stepProxy?: () => string | undefined) {}
+  /**
+   * `stepProxy`: the egress proxy URL for RUN steps on the step network, if egress is on;
+   * `loopback`: how registry caches on the user's host (localhost:PORT) are reached, as in Control.Solve.
+   */
+  constructor(
+    private readonly stepProxy?: () => string | undefined,
+    private readonly loopback?: HostLoopbackDeps,
+  ) {}
 
-  request(msg: Uint8Array): Uint8Array {
+  request(input: Uint8Array): Uint8Array {
+    const msg = this.loopback ? mapCacheImports(input, this.loopback) : input;
     const { frontend, opts } = readFrontend(msg);
     if (!frontend) return msg;
     const mode = policyNetworkMode(opts.get(NETWORK_MODE));
     const set: Record<string, string> = {};
+    const imports = this.loopback && mapCacheImportsAttr(opts.get("cache-imports"), this.loopback);
+    if (imports) set["cache-imports"] = imports;
     if (opts.get(NETWORK_MODE) !== mode) set[NETWORK_MODE] = mode;
     const proxy = mode === "sandbox" ? this.stepProxy?.() : undefined;
     if (proxy) Object.assign(set, stepProxyAttrs(proxy));
@@ -46,6 +58,68 @@ export class GatewaySolveRewrite implements UnaryRewrite {
   }
 }
 
+/**
+ * The message with its CacheImports entries on the host's loopback mapped
+ * (see mapCacheRef); the same bytes when none is. Mapped entries replace the
+ * originals: a repeated field cannot be overridden by appending.
+ */
+function mapCacheImports(msg: Uint8Array, deps: HostLoopbackDeps): Uint8Array {
+  const r = new BinaryReader(msg);
+  const kept = new BinaryWriter();
+  const entries: { Type: string; Attrs: Record<string, string> }[] = [];
+  while (r.pos < r.len) {
+    const start = r.pos;
+    const [no, wt] = r.tag();
+    if (no === CACHE_IMPORTS_FIELD && wt === WireType.LengthDelimited) {
+      entries.push(readCacheEntry(r.bytes()));
+      continue;
+    }
+    r.skip(wt, no);
+    kept.raw(msg.subarray(start, r.pos));
+  }
+  let changed = false;
+  for (const e of entries) if (mapCacheRef(e, deps)) changed = true;
+  if (!changed) return msg;
+  for (const e of entries) {
+    const w = new BinaryWriter().tag(1, WireType.LengthDelimited).string(e.Type);
+    for (const [k, v] of Object.entries(e.Attrs)) {
+      const kv = new BinaryWriter().tag(1, WireType.LengthDelimited).string(k);
+      kv.tag(2, WireType.LengthDelimited).string(v);
+      w.tag(2, WireType.LengthDelimited).bytes(kv.finish());
+    }
+    kept.tag(CACHE_IMPORTS_FIELD, WireType.LengthDelimited).bytes(w.finish());
+  }
+  return kept.finish();
+}
+
+function readCacheEntry(bytes: Uint8Array): { Type: string; Attrs: Record<string, string> } {
+  const r = new BinaryReader(bytes);
+  const entry = { Type: "", Attrs: {} as Record<string, string> };
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no === 1 && wt === WireType.LengthDelimited) entry.Type = r.string();
+    else if (no === 2 && wt === WireType.LengthDelimited) {
+      const [k, v] = readMapEntry(r.bytes());
+      entry.Attrs[k] = v;
+    } else r.skip(wt, no);
+  }
+  return entry;
+}
+
+/** A map<string, string> entry: key = 1, value = 2. */
+function readMapEntry(bytes: Uint8Array): [string, string] {
+  const e = new BinaryReader(bytes);
+  let key = "";
+  let value = "";
+  while (e.pos < e.len) {
+    const [eno, ewt] = e.tag();
+    if (eno === 1 && ewt === WireType.LengthDelimited) key = e.string();
+    else if (eno === 2 && ewt === WireType.LengthDelimited) value = e.string();
+    else e.skip(ewt, eno);
+  }
+  return [key, value];
+}
+
 /** The Frontend name and the FrontendOpt map (last entry per key wins). */
 function readFrontend(msg: Uint8Array): { frontend: string; opts: Map<string, string> } {
   const r = new BinaryReader(msg);
@@ -55,15 +129,7 @@ function readFrontend(msg: Uint8Array): { frontend: string; opts: Map<string, st
     const [no, wt] = r.tag();
     if (no === FRONTEND_FIELD && wt === WireType.LengthDelimited) frontend = r.string();
     else if (no === FRONTEND_OPT_FIELD && wt === WireType.LengthDelimited) {
-      const e = new BinaryReader(r.bytes());
-      let key = "";
-      let value = "";
-      while (e.pos < e.len) {
-        const [eno, ewt] = e.tag();
-        if (eno === 1 && ewt === WireType.LengthDelimited) key = e.string();
-        else if (eno === 2 && ewt === WireType.LengthDelimited) value = e.string();
-        else e.skip(ewt, eno);
-      }
+      const [key, value] = readMapEntry(r.bytes());
       opts.set(key, value);
     } else r.skip(wt, no);
   }

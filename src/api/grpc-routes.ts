@@ -179,7 +179,17 @@ function rewriteFor(
       loopbackDomains,
     });
   }
-  if (path === GATEWAY_SOLVE_PATH) return new GatewaySolveRewrite(() => stepProxy(buildId));
+  if (path === GATEWAY_SOLVE_PATH) {
+    // The frontend imports its caches during this call: a host-loopback grant lasts as long.
+    const ended = new AbortController();
+    stream.once("close", () => ended.abort());
+    const egress = deps.egress;
+    return new GatewaySolveRewrite(() => stepProxy(buildId), {
+      signal: ended.signal,
+      loopbackDomains,
+      ...(egress ? { hostLoopback: (port: number) => egress.allowHostLoopback(port) } : {}),
+    });
+  }
   if (path === STATUS_PATH)
     return new StatusRewrite(deps.registryHost, storeOnlyRefs, egressReports, loopbackDomains);
   return undefined;

@@ -175,6 +175,85 @@ test("LLBBridge.Solve: frontend solves get the step network and its proxy unless
   assert.deepEqual(new GatewaySolveRewrite().request(noEgress), noEgress);
 });
 
+/** CacheImports (field 12) as [Type, Attrs] pairs. */
+function cacheImports(msg: Uint8Array): [string, Record<string, string>][] {
+  const out: [string, Record<string, string>][] = [];
+  const r = new BinaryReader(msg);
+  while (r.pos < r.len) {
+    const [no, wt] = r.tag();
+    if (no !== 12) {
+      r.skip(wt, no);
+      continue;
+    }
+    const e = new BinaryReader(r.bytes());
+    let type = "";
+    const attrs: Record<string, string> = {};
+    while (e.pos < e.len) {
+      const [eno] = e.tag();
+      if (eno === 1) type = e.string();
+      else {
+        const kv = new BinaryReader(e.bytes());
+        kv.tag();
+        const k = kv.string();
+        kv.tag();
+        attrs[k] = kv.string();
+      }
+    }
+    out.push([type, attrs]);
+  }
+  return out;
+}
+
+test("LLBBridge.Solve: registry caches on the user's host (localhost:PORT) are imported through the egress path, for the call only", () => {
+  const granted: number[] = [];
+  const released: number[] = [];
+  const ended = new AbortController();
+  const domains = new Map<number, string>();
+  const rw = new GatewaySolveRewrite(undefined, {
+    signal: ended.signal,
+    loopbackDomains: domains,
+    hostLoopback: (port) => {
+      granted.push(port);
+      return () => released.push(port);
+    },
+  });
+  const list = [{ Type: "registry", Attrs: { ref: "localhost:5999/cache:1" } }];
+  const w = new BinaryWriter();
+  w.raw(gatewayRequest("dockerfile.v0", [["cache-imports", JSON.stringify(list)]]));
+  for (const [type, attrs] of [
+    ["registry", { ref: "localhost:5999/cache:1" }],
+    ["local", { src: "/cache" }],
+  ] as const) {
+    const e = new BinaryWriter().tag(1, WireType.LengthDelimited).string(type);
+    for (const [k, v] of Object.entries(attrs)) {
+      const kv = new BinaryWriter().tag(1, WireType.LengthDelimited).string(k);
+      kv.tag(2, WireType.LengthDelimited).string(v);
+      e.tag(2, WireType.LengthDelimited).bytes(kv.finish());
+    }
+    w.tag(12, WireType.LengthDelimited).bytes(e.finish());
+  }
+  const out = rw.request(w.finish());
+  const mapped = { ref: "host-loopback.arca.internal:5999/cache:1", "registry.insecure": "true" };
+  assert.deepEqual(cacheImports(out), [
+    ["registry", mapped],
+    ["local", { src: "/cache" }],
+  ]);
+  assert.deepEqual(JSON.parse(frontendOpt(out)["cache-imports"] ?? "[]"), [
+    { Type: "registry", Attrs: mapped },
+  ]);
+  assert.equal(frontendOpt(out).filename, undefined);
+  assert.equal(domains.get(5999), "localhost:5999");
+  assert.ok(granted.length >= 1 && granted.every((p) => p === 5999));
+  assert.deepEqual(released, []);
+  ended.abort();
+  assert.equal(released.length, granted.length, "every grant ends with the call");
+  const before = granted.length;
+  const remote = [{ Type: "registry", Attrs: { ref: "ghcr.io/me/cache:1" } }];
+  const other = rw.request(gatewayRequest("dockerfile.v0", [["cache-imports", JSON.stringify(remote)]]));
+  assert.equal(frontendOpt(other)["cache-imports"], JSON.stringify(remote), "a remote ref stays as it is");
+  assert.equal(granted.length, before, "and opens nothing");
+});
+
 test("Control.Solve: compression the client asks for wins; outputs and remote caches that leave Arca are compressed", () => {
   const req = create(SolveRequestSchema, {
     Exporters: [

@@ -9,7 +9,6 @@ import {
   stepProxyAttrs,
   storeExportCompression,
 } from "../buildkit/index.js";
-import { HOST_LOOPBACK_NAME } from "../egress/index.js";
 import {
   formatReference,
   type ImageStore,
@@ -19,6 +18,7 @@ import {
 import { ApiError } from "./errors.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 import type { StoreOnlyRefs } from "./grpc-store-refs.js";
+import { mapCacheImportsAttr, mapCacheRef, upstreamName } from "./host-loopback-ref.js";
 
 export const SOLVE_PATH = "/moby.buildkit.v1.Control/Solve";
 
@@ -94,22 +94,14 @@ export class SolveRewrite implements UnaryRewrite {
       req.ExporterAttrsDeprecated = legacy.Attrs;
     }
     if (req.Cache) {
-      for (const c of [...req.Cache.Exports, ...req.Cache.Imports]) this.#mapCacheRef(c);
+      for (const c of [...req.Cache.Exports, ...req.Cache.Imports]) mapCacheRef(c, this.deps);
       // A remote cache leaves Arca: compressed, also the layers store builds left uncompressed.
       for (const c of req.Cache.Exports) {
         if (c.Type !== "inline") c.Attrs = distributedExportCompression(c.Attrs);
       }
     }
-    const imports = req.FrontendAttrs["cache-imports"];
-    if (imports) {
-      try {
-        const list = JSON.parse(imports) as { Type: string; Attrs: Record<string, string> }[];
-        for (const c of list) this.#mapCacheRef(c);
-        req.FrontendAttrs["cache-imports"] = JSON.stringify(list);
-      } catch (err) {
-        if (err instanceof ApiError) throw err;
-      }
-    }
+    const imports = mapCacheImportsAttr(req.FrontendAttrs["cache-imports"], this.deps);
+    if (imports) req.FrontendAttrs["cache-imports"] = imports;
     if (this.#storeExport && !this.#pushes && req.Ref) this.deps.storeOnlyRefs?.add(req.Ref);
     req.Entitlements = req.Entitlements.filter((e) => !DENIED_ENTITLEMENTS.has(e));
     if (req.Frontend) {
@@ -178,7 +170,7 @@ export class SolveRewrite implements UnaryRewrite {
     e.Attrs = imageExportAttrs(this.deps.registryHost, names, compression, grant.danglingPath);
     if (push) {
       this.#pushes = true;
-      const targets = names.map((n) => this.#upstreamName(n));
+      const targets = names.map((n) => upstreamName(n, this.deps));
       const loopback = targets.filter((t) => t.loopback);
       if (loopback.length && loopback.length !== targets.length) {
         throw new ApiError(
@@ -192,38 +184,5 @@ export class SolveRewrite implements UnaryRewrite {
     }
     this.#storeExport = true;
     return names;
-  }
-
-  /** A registry cache ref on the host's loopback goes through the egress path too (see #upstreamName). */
-  #mapCacheRef(c: { Type: string; Attrs: Record<string, string> }): void {
-    if (c.Type !== "registry" || !c.Attrs.ref) return;
-    const t = this.#upstreamName(c.Attrs.ref);
-    if (!t.loopback) return;
-    c.Attrs.ref = t.name;
-    c.Attrs["registry.insecure"] = "true";
-  }
-
-  /**
-   * The name BuildKit pushes to upstream. `localhost:PORT` (or 127.0.0.1)
-   * means the user's host, as with dockerd, not the sandbox's own loopback:
-   * it becomes HOST_LOOPBACK_NAME:PORT, which the egress proxy opens to
-   * buildkitd for this call only.
-   */
-  #upstreamName(name: string): { name: string; loopback: boolean } {
-    const ref = parseNormalizedTagged(name);
-    const m = /^(?:localhost|127(?:\.\d+){3}|\[::1\])(?::(\d+))?$/i.exec(ref.domain);
-    if (!m) return { name, loopback: false };
-    if (!m[1] || !this.deps.hostLoopback) {
-      throw new ApiError(
-        "invalid_parameter",
-        `cannot reach ${ref.domain} from a build: name the registry on this host with its port (localhost:PORT)`,
-      );
-    }
-    const port = Number(m[1]);
-    const release = this.deps.hostLoopback(port);
-    this.deps.signal.addEventListener("abort", release, { once: true });
-    this.deps.loopbackDomains?.set(port, ref.domain);
-    const mapped = formatReference({ ...ref, domain: `${HOST_LOOPBACK_NAME}:${port}` });
-    return { name: mapped, loopback: true };
   }
 }
