@@ -1,5 +1,6 @@
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { stepProxyAttrs } from "../buildkit/index.js";
+import { CacheOptionsEntrySchema, stepProxyAttrs } from "../buildkit/index.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 import { policyNetworkMode } from "./grpc-solve.js";
 import { type HostLoopbackDeps, mapCacheImportsAttr, mapCacheRef } from "./host-loopback-ref.js";
@@ -9,7 +10,7 @@ export const GATEWAY_SOLVE_PATH = "/moby.buildkit.v1.frontend.LLBBridge/Solve";
 /** moby.buildkit.v1.frontend.SolveRequest (BK frontend/gateway/pb/gateway.proto): Frontend=2, FrontendOpt=3. */
 const FRONTEND_FIELD = 2;
 const FRONTEND_OPT_FIELD = 3;
-/** CacheImports = 12 (repeated CacheOptionsEntry: Type = 1, Attrs = 2). */
+/** CacheImports = 12: repeated moby.buildkit.v1.CacheOptionsEntry, the message Control.Solve uses too. */
 const CACHE_IMPORTS_FIELD = 12;
 const NETWORK_MODE = "force-network-mode";
 
@@ -66,12 +67,12 @@ export class GatewaySolveRewrite implements UnaryRewrite {
 function mapCacheImports(msg: Uint8Array, deps: HostLoopbackDeps): Uint8Array {
   const r = new BinaryReader(msg);
   const kept = new BinaryWriter();
-  const entries: { Type: string; Attrs: Record<string, string> }[] = [];
+  const entries = [];
   while (r.pos < r.len) {
     const start = r.pos;
     const [no, wt] = r.tag();
     if (no === CACHE_IMPORTS_FIELD && wt === WireType.LengthDelimited) {
-      entries.push(readCacheEntry(r.bytes()));
+      entries.push(fromBinary(CacheOptionsEntrySchema, r.bytes()));
       continue;
     }
     r.skip(wt, no);
@@ -81,29 +82,9 @@ function mapCacheImports(msg: Uint8Array, deps: HostLoopbackDeps): Uint8Array {
   for (const e of entries) if (mapCacheRef(e, deps)) changed = true;
   if (!changed) return msg;
   for (const e of entries) {
-    const w = new BinaryWriter().tag(1, WireType.LengthDelimited).string(e.Type);
-    for (const [k, v] of Object.entries(e.Attrs)) {
-      const kv = new BinaryWriter().tag(1, WireType.LengthDelimited).string(k);
-      kv.tag(2, WireType.LengthDelimited).string(v);
-      w.tag(2, WireType.LengthDelimited).bytes(kv.finish());
-    }
-    kept.tag(CACHE_IMPORTS_FIELD, WireType.LengthDelimited).bytes(w.finish());
+    kept.tag(CACHE_IMPORTS_FIELD, WireType.LengthDelimited).bytes(toBinary(CacheOptionsEntrySchema, e));
   }
   return kept.finish();
-}
-
-function readCacheEntry(bytes: Uint8Array): { Type: string; Attrs: Record<string, string> } {
-  const r = new BinaryReader(bytes);
-  const entry = { Type: "", Attrs: {} as Record<string, string> };
-  while (r.pos < r.len) {
-    const [no, wt] = r.tag();
-    if (no === 1 && wt === WireType.LengthDelimited) entry.Type = r.string();
-    else if (no === 2 && wt === WireType.LengthDelimited) {
-      const [k, v] = readMapEntry(r.bytes());
-      entry.Attrs[k] = v;
-    } else r.skip(wt, no);
-  }
-  return entry;
 }
 
 /** A map<string, string> entry: key = 1, value = 2. */

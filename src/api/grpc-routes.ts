@@ -11,6 +11,7 @@ import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
 import { STATUS_PATH, StatusRewrite } from "./grpc-status.js";
 import { StoreOnlyRefs } from "./grpc-store-refs.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
+import type { HostLoopbackDeps } from "./host-loopback-ref.js";
 import type { Router } from "./router.js";
 
 const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
@@ -155,6 +156,22 @@ interface SolveRefs {
   loopbackDomains: Map<number, string>;
 }
 
+/** Host-loopback grants (localhost:PORT registries) that end when the call's stream closes. */
+function callGrants(
+  stream: http2.ServerHttp2Stream,
+  deps: ApiDeps,
+  loopbackDomains: Map<number, string>,
+): HostLoopbackDeps {
+  const ended = new AbortController();
+  stream.once("close", () => ended.abort());
+  const egress = deps.egress;
+  return {
+    signal: ended.signal,
+    loopbackDomains,
+    ...(egress ? { hostLoopback: (port: number) => egress.allowHostLoopback(port) } : {}),
+  };
+}
+
 /** The calls Arca edits on their way to buildkitd: both ways to start a frontend, and progress. */
 function rewriteFor(
   path: string,
@@ -166,29 +183,16 @@ function rewriteFor(
 ): UnaryRewrite | ResponseStreamRewrite | undefined {
   if (path === SOLVE_PATH) {
     // The Solve call lasts as long as the build; its push grant ends with it.
-    const ended = new AbortController();
-    stream.once("close", () => ended.abort());
-    const egress = deps.egress;
-    const hostLoopback = egress ? (port: number) => egress.allowHostLoopback(port) : undefined;
     return new SolveRewrite({
       ...deps,
-      signal: ended.signal,
+      ...callGrants(stream, deps, loopbackDomains),
       stepProxy,
-      hostLoopback,
       storeOnlyRefs,
-      loopbackDomains,
     });
   }
   if (path === GATEWAY_SOLVE_PATH) {
-    // The frontend imports its caches during this call: a host-loopback grant lasts as long.
-    const ended = new AbortController();
-    stream.once("close", () => ended.abort());
-    const egress = deps.egress;
-    return new GatewaySolveRewrite(() => stepProxy(buildId), {
-      signal: ended.signal,
-      loopbackDomains,
-      ...(egress ? { hostLoopback: (port: number) => egress.allowHostLoopback(port) } : {}),
-    });
+    // The frontend imports its caches during this call.
+    return new GatewaySolveRewrite(() => stepProxy(buildId), callGrants(stream, deps, loopbackDomains));
   }
   if (path === STATUS_PATH)
     return new StatusRewrite(deps.registryHost, storeOnlyRefs, egressReports, loopbackDomains);

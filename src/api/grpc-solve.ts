@@ -18,7 +18,12 @@ import {
 import { ApiError } from "./errors.js";
 import type { UnaryRewrite } from "./grpc-proxy.js";
 import type { StoreOnlyRefs } from "./grpc-store-refs.js";
-import { mapCacheImportsAttr, mapCacheRef, upstreamName } from "./host-loopback-ref.js";
+import {
+  type HostLoopbackDeps,
+  mapCacheImportsAttr,
+  mapCacheRef,
+  upstreamName,
+} from "./host-loopback-ref.js";
 
 export const SOLVE_PATH = "/moby.buildkit.v1.Control/Solve";
 
@@ -39,25 +44,19 @@ export function policyNetworkMode(requested: string | undefined): "none" | "host
   return "sandbox";
 }
 
-export interface SolveRewriteDeps {
+export interface SolveRewriteDeps extends HostLoopbackDeps {
   store: ImageStore;
   /** Registry endpoint as buildkitd reaches it. */
   registryHost: string;
   /** Opens the registry endpoint to the exporter's names (see RegistryServer.allowPush). */
   allowPush: RegistryServer["allowPush"];
-  /** Aborts when the call ends: the push grants end with it. */
-  signal: AbortSignal;
   /**
    * The egress proxy URL for RUN steps on the step network (this client's credential), if egress
    * is on; given the solve's ref, whose progress then ends with its egress report.
    */
   stepProxy?: (ref: string) => string | undefined;
-  /** Opens the host's loopback `port` to buildkitd (pushes to localhost:PORT); returns the release. */
-  hostLoopback?: (port: number) => () => void;
   /** Where solves that only land images in the store are noted, for their progress (StatusRewrite). */
   storeOnlyRefs?: StoreOnlyRefs;
-  /** Learns the domain the user named for a host-loopback port, so progress can show it back. */
-  loopbackDomains?: Map<number, string>;
 }
 
 /**

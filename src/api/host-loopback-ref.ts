@@ -6,7 +6,7 @@ import { ApiError } from "./errors.js";
 export interface HostLoopbackDeps {
   /** Opens the host's loopback `port` to buildkitd; returns the release. */
   hostLoopback?: (port: number) => () => void;
-  /** Aborts when the call ends: the grant ends with it. */
+  /** Aborts when the call ends: the host-loopback grants (and, for Control.Solve, the push grants) end with it. */
   signal: AbortSignal;
   /** Learns the domain the user named for a host-loopback port, so progress can show it back. */
   loopbackDomains?: Map<number, string>;

@@ -17,6 +17,7 @@ export { stepProxyAttrs } from "./engine/frontend-attrs.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
 export {
+  CacheOptionsEntrySchema,
   ExporterSchema,
   SolveRequestSchema,
   SolveResponseSchema,

@@ -1,4 +1,4 @@
-import type { Writable } from "node:stream";
+import type { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import tar from "tar-stream";
 import { throwIfAborted } from "../util/index.js";
@@ -94,15 +94,9 @@ export async function saveImages(
       if (once(m.digest)) await writeEntry(pack, `blobs/sha256/${digestHex(m.digest)}`, m.bytes, 0o444);
       for (const layer of img.form.layers) {
         if (!once(layer.digest)) continue;
-        const entry = pack.entry({
-          name: `blobs/sha256/${digestHex(layer.digest)}`,
-          size: layer.size,
-          mode: 0o444,
-          mtime: EPOCH,
-        });
-        await pipeline([store.content.createReadStream(layer.stored), ...plainLayerStages(layer), entry], {
-          signal,
-        });
+        const stages = plainLayerStages(layer);
+        const source = store.content.createReadStream(layer.stored);
+        await writeStream(pack, layer.digest, layer.size, [source, ...stages], signal);
       }
     }
     const index = {
@@ -153,14 +147,19 @@ async function writeBlob(
 ): Promise<void> {
   const st = await store.content.stat(digest);
   if (!st) throw new ImageError("blob_not_found", `blob ${digest} not found`);
-  const source = store.content.createReadStream(digest);
-  const entry = pack.entry({
-    name: `blobs/sha256/${digestHex(digest)}`,
-    size: st.size,
-    mode: 0o444,
-    mtime: EPOCH,
-  });
-  await pipeline(source, entry, { signal });
+  await writeStream(pack, digest, st.size, [store.content.createReadStream(digest)], signal);
+}
+
+/** Streams `blobs/sha256/<digest>` of `size` bytes into the archive through the given stages. */
+async function writeStream(
+  pack: tar.Pack,
+  digest: Digest,
+  size: number,
+  stages: [Readable, ...Transform[]],
+  signal?: AbortSignal,
+): Promise<void> {
+  const entry = pack.entry({ name: `blobs/sha256/${digestHex(digest)}`, size, mode: 0o444, mtime: EPOCH });
+  await pipeline([...stages, entry], { signal });
 }
 
 function writeEntry(pack: tar.Pack, name: string, content: string | Buffer, mode = 0o644): Promise<void> {
