@@ -36,12 +36,16 @@ rm -f "$READY"
 (
   p=""
   trap '[ -n "$p" ] && kill -TERM "$p" 2>/dev/null' TERM
-  /usr/local/bin/arca-proxy \
-    --forward unix:/run/arca/buildkitd.sock=tcp:127.0.0.1:8088 \
+  # The channel: unix sockets in /run/arca (runc sandbox), or vsock rules
+  # given by the VM's init (ARCA_PROXY_FORWARDS, space-separated).
+  set -- --forward unix:/run/arca/buildkitd.sock=tcp:127.0.0.1:8088 \
     --forward tcp:127.0.0.1:5991=unix:/run/arca/registry.sock \
-    --forward tcp:0.0.0.0:3128=unix:/run/arca/egress.sock \
-    --unix-mode 0660 \
-    --ready-file "$READY" &
+    --forward tcp:0.0.0.0:3128=unix:/run/arca/egress.sock
+  if [ -n "${ARCA_PROXY_FORWARDS:-}" ]; then
+    set --
+    for rule in $ARCA_PROXY_FORWARDS; do set -- "$@" --forward "$rule"; done
+  fi
+  /usr/local/bin/arca-proxy "$@" --unix-mode 0660 --ready-file "$READY" &
   p=$!
   # wait returns early when a trapped signal arrives; wait again for the exit.
   while :; do

@@ -158,4 +158,49 @@ build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
 build_own_go_tool arca-console-relay "$here/../tools/console-relay"
 # A static network probe the tests copy into RUN steps.
 build_own_go_tool arca-net-probe "$here/../tools/net-probe"
+
+# The VM sandbox: QEMU and kmod's depmod from Debian (no recommends: no GUI, no
+# network boot ROMs), vhost-device-vsock from crates.io, the guest kernel.
+need_vm=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need_vm+=(qemu-system-x86)
+command -v depmod >/dev/null 2>&1 || need_vm+=(kmod)
+command -v mke2fs >/dev/null 2>&1 || need_vm+=(e2fsprogs)
+command -v cpio >/dev/null 2>&1 || need_vm+=(cpio)
+if [ ${#need_vm[@]} -gt 0 ]; then
+  step "apt-get install ${need_vm[*]} (VM sandbox)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null; }
+fi
+vstamp="$BIN/.vhost-device-vsock-$VHOST_DEVICE_VSOCK_VERSION"
+if [ -x "$BIN/vhost-device-vsock" ] && [ -f "$vstamp" ]; then
+  step "vhost-device-vsock $VHOST_DEVICE_VSOCK_VERSION: cached"
+else
+  command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup) to build vhost-device-vsock" >&2; exit 1; }
+  step "vhost-device-vsock $VHOST_DEVICE_VSOCK_VERSION: building with cargo (about a minute)"
+  vtmp="$(mktemp -d)"
+  cargo install -q vhost-device-vsock --version "$VHOST_DEVICE_VSOCK_VERSION" --locked --root "$vtmp" --target-dir "$TOOLS_DIR/cargo-target"
+  mv -f "$vtmp/bin/vhost-device-vsock" "$BIN/vhost-device-vsock"
+  rm -rf "$vtmp"
+  touch "$vstamp"
+fi
+kdir="$TOOLS_DIR/vm-kernel/${VM_KERNEL_PACKAGE}_${VM_KERNEL_VERSION}-1"
+if [ -f "$kdir/.complete" ]; then
+  step "guest kernel $VM_KERNEL_PACKAGE $VM_KERNEL_VERSION: cached"
+else
+  step "guest kernel $VM_KERNEL_PACKAGE $VM_KERNEL_VERSION: downloading"
+  ktmp="$(mktemp -d)"
+  chmod 0777 "$ktmp" # apt-get download drops to _apt
+  ( cd "$ktmp" && { apt-get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION" 2>/dev/null ||
+      { apt-get update -qq >/dev/null && apt-get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION"; }; } )
+  dpkg-deb -x "$ktmp"/*.deb "$ktmp/root"
+  krel="$(ls "$ktmp/root/lib/modules")"
+  depmod -b "$ktmp/root" "$krel"
+  rm -rf "$kdir" && mkdir -p "$kdir"
+  mv "$ktmp/root/boot/vmlinuz-$krel" "$kdir/vmlinuz"
+  mkdir -p "$kdir/lib" && mv "$ktmp/root/lib/modules" "$kdir/lib/modules"
+  rm -rf "$ktmp"
+  touch "$kdir/.complete"
+fi
+ln -sfn "$kdir" "$BIN/vm-kernel"
 step "tools ready in $BIN ($(( $(date +%s) - t0 )) s)"

@@ -2,7 +2,7 @@ import type { EgressProxy } from "../egress/index.js";
 import type { ImageStore, RegistryServer } from "../images/index.js";
 import type { RegistryClient } from "../registry/index.js";
 import type { Runtime } from "../runtime/index.js";
-import type { BuildKitManager } from "../sandbox/index.js";
+import type { Sandbox } from "../sandbox/index.js";
 import type { EventBus } from "./events.js";
 
 /** What the routes work with; the daemon builds one and passes it to createApiRouter. */
@@ -10,7 +10,7 @@ export interface ApiDeps {
   dataRoot: string;
   store: ImageStore;
   runtime: Runtime;
-  buildkit: BuildKitManager;
+  buildkit: Sandbox;
   /** Registry host as buildkitd in the sandbox reaches Arca's registry endpoint. */
   registryHost: string;
   /** Builds register the names their exporter pushes; the endpoint refuses every other push. */

@@ -12,7 +12,9 @@ import {
   pinnedBuildkitVersion,
   requireTool,
   SANDBOX_REGISTRY_HOST,
+  type Sandbox,
   toolsBin,
+  VmSandbox,
 } from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
 import { openDaemonEgress } from "./daemon-egress.js";
@@ -32,6 +34,8 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
   --socket ADDR            API socket (default unix:///run/arca/arca.sock as root,
                            unix://$XDG_RUNTIME_DIR/arca.sock otherwise)
   --max-context-size SIZE  most a POST /build context may take decompressed (default 20g)
+  --sandbox KIND           where BuildKit runs: runc (a container, the default) or vm (a QEMU VM
+                           reached only over virtio-vsock; see the README's "Sandboxes")
   --sandbox-pids-limit N   most processes in the sandbox, builds included (default 32768; 0: none)
   --sandbox-memory SIZE    its memory limit, e.g. 8g (default 3/4 of the host's memory; 0: none)
   --egress-policy FILE     the egress policy (default <data root>/egress.json; audit mode if absent);
@@ -50,6 +54,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       "data-root": { type: "string" },
       socket: { type: "string", short: "H" },
       "max-context-size": { type: "string" },
+      sandbox: { type: "string" },
       "sandbox-pids-limit": { type: "string" },
       "sandbox-memory": { type: "string" },
       "egress-policy": { type: "string" },
@@ -63,6 +68,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     io.stdout.write(HELP);
     return 0;
   }
+  const kind = values.sandbox ?? "runc";
+  if (kind !== "runc" && kind !== "vm") throw new Error(`--sandbox takes runc or vm, got "${kind}"`);
   const limits = parseSandboxLimits({ pids: values["sandbox-pids-limit"], memory: values["sandbox-memory"] });
   // Decompressed, not as sent: a 28 MB gzip can inflate to gigabytes of spool.
   const maxContextSize = parseByteSize(values["max-context-size"] ?? "20g");
@@ -119,31 +126,41 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       process.off("SIGHUP", onHup);
     });
     const version = await pinnedBuildkitVersion();
-    const manager = new BuildKitManager({
-      dataRoot,
-      toolsBin: toolsBin(),
-      store,
-      runtime,
-      buildkitVersion: version,
-      log: say,
-      limits,
-      // Sized to the disk as dockerd's builder GC is (not a fixed 10 GiB).
-      gcKeepBytes: await defaultGcKeepBytes(dataRoot),
-      egressCredential: egress.buildkitdCredential,
-      registries: {
-        insecure: values["insecure-registry"] ?? [],
-        certsDir: path.join(dataRoot, "certs.d"),
-        mirrors,
-      },
-    });
+    const gcKeepBytes = await defaultGcKeepBytes(dataRoot);
+    const registries = {
+      insecure: values["insecure-registry"] ?? [],
+      certsDir: path.join(dataRoot, "certs.d"),
+      mirrors,
+    };
+    const manager: Sandbox =
+      kind === "vm"
+        ? new VmSandbox({
+            dataRoot,
+            toolsBin: toolsBin(),
+            store,
+            log: say,
+            gcKeepBytes,
+            egressCredential: egress.buildkitdCredential,
+            registries,
+            ...(limits.memory ? { memoryBytes: limits.memory } : {}),
+          })
+        : new BuildKitManager({
+            dataRoot,
+            toolsBin: toolsBin(),
+            store,
+            runtime,
+            buildkitVersion: version,
+            log: say,
+            limits,
+            // Sized to the disk as dockerd's builder GC is (not a fixed 10 GiB).
+            gcKeepBytes,
+            egressCredential: egress.buildkitdCredential,
+            registries,
+          });
     // docker pull/push/login: the daemon's own registry traffic, under the same policy and audit log.
     const registryClient = new RegistryClient({
       store,
-      settings: {
-        insecure: values["insecure-registry"] ?? [],
-        certsDir: path.join(dataRoot, "certs.d"),
-        mirrors,
-      },
+      settings: registries,
       dial: { pull: egress.proxy.dialer("daemon:pull"), push: egress.proxy.dialer("daemon:push") },
       stateDir: path.join(dataRoot, "registry"),
     });
@@ -190,7 +207,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;
     say(
-      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
+      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (${kind} sandbox${kind === "vm" ? ` with ${st.accel}` : `, ${st.imageLoaded ? "image loaded" : "image unchanged"}`}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
     );
     await new Promise<void>((resolve) =>
       stop.signal.addEventListener("abort", () => resolve(), { once: true }),

@@ -1,9 +1,7 @@
 import path from "node:path";
-import { type ControlClient, createControlClient, waitReady } from "../buildkit/index.js";
+import type { ControlClient } from "../buildkit/index.js";
 import type { ImageStore } from "../images/index.js";
 import type { ContainerSpec, Runtime } from "../runtime/index.js";
-import { parseDialAddress } from "../transport/index.js";
-import { abortReason } from "../util/index.js";
 import { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
 import {
   assembleSandboxImage,
@@ -12,6 +10,7 @@ import {
   SANDBOX_IMAGE_REPOSITORY,
   SANDBOX_REGISTRY_HOST,
 } from "./image/index.js";
+import { connectBuildkit, type Sandbox, SandboxLifecycle, type SandboxStatus } from "./sandbox.js";
 import {
   SANDBOX_USERNS,
   type SandboxLimits,
@@ -20,9 +19,6 @@ import {
   specVersion,
   subidOverlaps,
 } from "./sandbox-isolation.js";
-
-/** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
-const QUIET_START_MS = 3000;
 
 export const SANDBOX_NAME = SANDBOX_IMAGE_REPOSITORY;
 export const CACHE_VOLUME = "buildkit-cache";
@@ -45,27 +41,17 @@ export interface BuildKitManagerOptions {
   gcKeepBytes?: number;
 }
 
-export interface SandboxStatus {
-  ready: boolean;
-  containerId?: string;
-  imageId?: string;
-  imageLoaded?: boolean;
-  /** Milliseconds from start() to ready. */
-  readyMs?: number;
-}
-
 /**
  * Brings up BuildKit the way DESIGN.md draws it: the Arca-built image,
  * the `arca-buildkit` container (loopback-only network, cache volume,
  * restart always), reached only through the channel directory.
  */
-export class BuildKitManager {
+export class BuildKitManager extends SandboxLifecycle implements Sandbox {
+  readonly kind = "runc";
   readonly channelDir: string;
-  #client: ControlClient | undefined;
-  #ready: Promise<ControlClient> | undefined;
-  #status: SandboxStatus = { ready: false };
 
   constructor(private readonly opts: BuildKitManagerOptions) {
+    super();
     this.channelDir = path.join(opts.dataRoot, "run", "sandbox");
   }
 
@@ -89,25 +75,13 @@ export class BuildKitManager {
     return path.join(this.channelDir, "registry.sock");
   }
 
-  get status(): SandboxStatus {
-    return { ...this.#status };
-  }
-
   async prepareChannel(): Promise<void> {
     // Root's, group-shared with the sandbox's root (its user namespace); see shareChannel.
     await shareChannel(this.channelDir);
   }
 
   /** Assembles/loads the image, ensures and starts the container, waits for BuildKit. */
-  start(signal?: AbortSignal): Promise<ControlClient> {
-    this.#ready ??= this.#start(signal).catch((err) => {
-      this.#ready = undefined;
-      throw err;
-    });
-    return this.#ready;
-  }
-
-  async #start(signal?: AbortSignal): Promise<ControlClient> {
+  protected async bringUp(signal?: AbortSignal): Promise<{ client: ControlClient; status: SandboxStatus }> {
     const t0 = performance.now();
     const log = this.opts.log ?? (() => {});
     const configChanged = await writeChannelConfig({
@@ -130,33 +104,18 @@ export class BuildKitManager {
     // `# syntax=docker/dockerfile:1` resolves through the docker.io mirror: the store must hold it first.
     await ensureFrontendImage({ ...this.opts, signal, log });
     const containerId = await this.#ensureContainer(name, loaded.imageId, configChanged);
-    const client = createControlClient(parseDialAddress(this.buildkitAddr));
-    // buildkitd takes about a second to listen: early refusals are expected, only a slow start is news.
-    const quietUntil = Date.now() + QUIET_START_MS;
-    try {
-      await waitReady(client, {
-        signal,
-        onConnectAttempt: ({ attempt, attempts, error }) => {
-          if (error && Date.now() > quietUntil)
-            log(`waiting for BuildKit in the sandbox (attempt ${attempt}/${attempts}): ${error.message}`);
-        },
-      });
-      // Health: a worker must be there, not just a listening socket.
-      const workers = await client.control.listWorkers({}, { signal });
-      if (workers.record.length === 0) throw new Error("BuildKit in the sandbox has no worker");
-    } catch (err) {
-      client.close();
-      throw err;
-    }
-    this.#client = client;
-    this.#status = {
-      ready: true,
-      containerId,
-      imageId: loaded.imageId,
-      imageLoaded: loaded.loaded,
-      readyMs: performance.now() - t0,
+    const client = await connectBuildkit(this.buildkitAddr, log, signal);
+    return {
+      client,
+      status: {
+        ready: true,
+        kind: "runc",
+        containerId,
+        imageId: loaded.imageId,
+        imageLoaded: loaded.loaded,
+        readyMs: performance.now() - t0,
+      },
     };
-    return client;
   }
 
   async #ensureContainer(image: string, imageId: string, configChanged = false): Promise<string> {
@@ -207,25 +166,9 @@ export class BuildKitManager {
     return spec;
   }
 
-  /** The Control client once BuildKit is ready; waits (bounded by the signal) while it starts. */
-  async client(signal?: AbortSignal): Promise<ControlClient> {
-    if (this.#client) return this.#client;
-    if (!this.#ready) throw new Error("BuildKit manager not started");
-    if (!signal) return this.#ready;
-    return Promise.race([
-      this.#ready,
-      new Promise<never>((_, reject) =>
-        signal.addEventListener("abort", () => reject(abortReason(signal)), { once: true }),
-      ),
-    ]);
-  }
-
   /** Stops the sandbox (the daemon is shutting down cleanly) and closes the client. */
   async stop(opts: { keepRunning?: boolean } = {}): Promise<void> {
-    this.#client?.close();
-    this.#client = undefined;
-    this.#ready = undefined;
-    this.#status = { ready: false };
+    this.reset();
     if (!opts.keepRunning) await this.opts.runtime.stop(SANDBOX_NAME, { timeoutSec: 10 }).catch(() => {});
   }
 }

@@ -3,7 +3,6 @@ export {
   type BuildKitManagerOptions,
   CACHE_VOLUME,
   SANDBOX_NAME,
-  type SandboxStatus,
 } from "./buildkit-manager.js";
 export {
   buildkitdConfig,
@@ -20,9 +19,10 @@ export {
   loadSandboxImage,
   pinnedBuildkitVersion,
   SANDBOX_REGISTRY_HOST,
+  SandboxError,
   type SandboxImage,
-  SandboxImageError,
 } from "./image/index.js";
+export type { Sandbox, SandboxKind, SandboxStatus } from "./sandbox.js";
 export {
   DEFAULT_SANDBOX_PIDS_LIMIT,
   defaultSandboxMemory,
@@ -30,3 +30,4 @@ export {
   type SandboxLimits,
 } from "./sandbox-isolation.js";
 export { requireTool, toolsBin } from "./tools.js";
+export { VmSandbox, type VmSandboxOptions } from "./vm/vm-sandbox.js";

@@ -4,7 +4,7 @@ import path from "node:path";
 import { hostPlatform } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
 import { buildkitdConfig, CNI_CONFIG, STEP_FIREWALL } from "../buildkitd-config.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import {
   type AssembledImage,
   type InputKey,
@@ -89,7 +89,7 @@ export async function assembleSandboxImage(opts: AssembleSandboxImageOptions): P
   const refName = `${SANDBOX_IMAGE_REPOSITORY}:${buildkitVersion}`;
   const entrypointPath = opts.entrypointPath ?? defaultEntrypointPath();
   const entrypoint = await readFile(entrypointPath, "utf8").catch((err: unknown) => {
-    throw new SandboxImageError("repo_file_missing", `cannot read ${entrypointPath}`, { cause: err });
+    throw new SandboxError("repo_file_missing", `cannot read ${entrypointPath}`, { cause: err });
   });
   const buildkitdToml = buildkitdConfig({ registryHost: SANDBOX_REGISTRY_HOST });
   const cniConfig = CNI_CONFIG;
@@ -170,7 +170,7 @@ async function resolveTools(toolsBin: string, busybox: string | undefined): Prom
     try {
       return await realpath(file);
     } catch (err) {
-      throw new SandboxImageError("tool_missing", `${name} not found at ${file}: run \`npm run setup\``, {
+      throw new SandboxError("tool_missing", `${name} not found at ${file}: run \`npm run setup\``, {
         cause: err,
       });
     }

@@ -4,7 +4,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { formatReference, hostPlatform, type ImageStore, parseNormalizedTagged } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import { frontendTags, parseFrontendVersion } from "./frontend-version.js";
 import {
   type AssembledImage,
@@ -232,7 +232,7 @@ async function resolveFrontendBinary(toolsBin: string): Promise<string> {
   try {
     return await realpath(file);
   } catch (err) {
-    throw new SandboxImageError(
+    throw new SandboxError(
       "tool_missing",
       `dockerfile-frontend not found at ${file}: run \`npm run setup\``,
       {
@@ -247,7 +247,7 @@ async function frontendVersionOutput(binary: string, signal?: AbortSignal): Prom
     const { stdout } = await execFileAsync(binary, ["-version"], { timeout: 10_000, signal });
     return stdout;
   } catch (err) {
-    throw new SandboxImageError("tool_missing", `${binary} -version failed: run \`npm run setup\``, {
+    throw new SandboxError("tool_missing", `${binary} -version failed: run \`npm run setup\``, {
       cause: err,
     });
   }

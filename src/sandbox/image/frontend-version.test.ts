@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import { frontendTags, parseFrontendVersion } from "./frontend-version.js";
 
 test("the version comes from the dockerfile/X.Y.Z word of -version output", () => {
@@ -21,7 +21,7 @@ test("an unstamped binary is refused with the command that rebuilds it", () => {
     assert.throws(
       () => parseFrontendVersion(out),
       (err: unknown) =>
-        err instanceof SandboxImageError && err.code === "tool_missing" && /npm run setup/.test(err.message),
+        err instanceof SandboxError && err.code === "tool_missing" && /npm run setup/.test(err.message),
       out,
     );
   }

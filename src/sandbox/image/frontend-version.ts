@@ -1,4 +1,4 @@
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 
 /** Repository BuildKit resolves `# syntax=docker/dockerfile:…` in (docker.io, mirrored to Arca's store). */
 export const DOCKERFILE_FRONTEND_REPOSITORY = "docker/dockerfile";
@@ -12,7 +12,7 @@ export const DOCKERFILE_FRONTEND_REPOSITORY = "docker/dockerfile";
 export function parseFrontendVersion(output: string): string {
   const m = /(?:^|\s)dockerfile\/(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?)(?:\s|$)/.exec(output);
   if (!m?.[1]) {
-    throw new SandboxImageError(
+    throw new SandboxError(
       "tool_missing",
       `dockerfile-frontend reports no dockerfile/X.Y.Z version (${JSON.stringify(output.trim())}): run \`npm run setup\``,
     );

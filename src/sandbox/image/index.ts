@@ -1,3 +1,4 @@
+export { SandboxError, type SandboxErrorCode } from "../errors.js";
 export {
   type AssembleSandboxImageOptions,
   assembleSandboxImage,
@@ -5,7 +6,6 @@ export {
   SANDBOX_REGISTRY_HOST,
   type SandboxImage,
 } from "./assemble.js";
-export { SandboxImageError, type SandboxImageErrorCode } from "./errors.js";
 export {
   type AssembleFrontendImageOptions,
   assembleFrontendImage,
@@ -18,4 +18,4 @@ export {
 export { DOCKERFILE_FRONTEND_REPOSITORY, frontendTags, parseFrontendVersion } from "./frontend-version.js";
 export { type LoadSandboxImageOptions, type LoadSandboxImageResult, loadSandboxImage } from "./load.js";
 export { readLayoutManifest } from "./oci-layout.js";
-export { pinnedBuildkitVersion } from "./repo-files.js";
+export { pinnedBuildkitVersion, repoRoot } from "./repo-files.js";

@@ -9,7 +9,7 @@ import {
   parseNormalizedTagged,
 } from "../../images/index.js";
 import { throwIfAborted } from "../../util/index.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import { blobPath, readLayoutManifest } from "./oci-layout.js";
 
 export interface LoadSandboxImageOptions {
@@ -56,7 +56,7 @@ export async function loadSandboxImage(
     layers?: { digest: string; size: number }[];
   };
   if (!manifest.config || !Array.isArray(manifest.layers)) {
-    throw new SandboxImageError(
+    throw new SandboxError(
       "invalid_layout",
       `${layoutDir}: manifest ${manifestDigest} is not an image manifest`,
     );
@@ -77,7 +77,7 @@ export async function loadSandboxImage(
     signal: opts.signal,
   });
   if (put.digest !== manifestDigest || !put.imageId) {
-    throw new SandboxImageError(
+    throw new SandboxError(
       "invalid_layout",
       `${layoutDir}: manifest ${manifestDigest} does not describe an image`,
     );

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { MediaTypes } from "../../images/index.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 
 /** The annotation an OCI layout uses to name a manifest. */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
@@ -16,7 +16,7 @@ export interface LayoutDescriptor {
 
 export function blobPath(layoutDir: string, digest: string): string {
   const hex = /^sha256:([a-f0-9]{64})$/.exec(digest)?.[1];
-  if (!hex) throw new SandboxImageError("invalid_layout", `not a sha256 digest: ${digest}`);
+  if (!hex) throw new SandboxError("invalid_layout", `not a sha256 digest: ${digest}`);
   return path.join(layoutDir, "blobs", "sha256", hex);
 }
 
@@ -73,7 +73,7 @@ export async function readLayoutManifest(layoutDir: string): Promise<LayoutDescr
   try {
     index = JSON.parse(await readFile(path.join(layoutDir, "index.json"), "utf8")) as typeof index;
   } catch (err) {
-    throw new SandboxImageError(
+    throw new SandboxError(
       "invalid_layout",
       `cannot read ${layoutDir}/index.json: ${(err as Error).message}`,
       {
@@ -83,7 +83,7 @@ export async function readLayoutManifest(layoutDir: string): Promise<LayoutDescr
   }
   const m = index.manifests?.[0];
   if (!m || typeof m.digest !== "string" || index.manifests?.length !== 1) {
-    throw new SandboxImageError("invalid_layout", `${layoutDir}/index.json must list exactly one manifest`);
+    throw new SandboxError("invalid_layout", `${layoutDir}/index.json must list exactly one manifest`);
   }
   return m;
 }

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 
 /**
  * The repository root (where `sandbox-image/` and `scripts/versions.env` live). Searched upwards from this
@@ -16,7 +16,7 @@ export function repoRoot(): string {
     if (up === dir) break;
     dir = up;
   }
-  throw new SandboxImageError(
+  throw new SandboxError(
     "repo_file_missing",
     "cannot find sandbox-image/entrypoint.sh above the arca modules",
   );
@@ -30,9 +30,9 @@ export function defaultEntrypointPath(): string {
 export async function pinnedBuildkitVersion(): Promise<string> {
   const file = path.join(repoRoot(), "scripts", "versions.env");
   const text = await readFile(file, "utf8").catch((err: unknown) => {
-    throw new SandboxImageError("repo_file_missing", `cannot read ${file}`, { cause: err });
+    throw new SandboxError("repo_file_missing", `cannot read ${file}`, { cause: err });
   });
   const m = /^BUILDKIT_VERSION=["']?([^"'\s]+)/m.exec(text);
-  if (!m?.[1]) throw new SandboxImageError("repo_file_missing", `${file} has no BUILDKIT_VERSION`);
+  if (!m?.[1]) throw new SandboxError("repo_file_missing", `${file} has no BUILDKIT_VERSION`);
   return m[1];
 }

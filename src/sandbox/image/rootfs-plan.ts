@@ -3,7 +3,7 @@ import { lstat, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { CNI_CONFIG_PATH } from "../buildkitd-config.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import { sharedLibraries } from "./shared-libraries.js";
 
 const execFileAsync = promisify(execFile);
@@ -110,7 +110,7 @@ export async function busyboxApplets(busybox: string, signal?: AbortSignal): Pro
     return stdout.split("\n").filter((l) => l !== "");
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
-    throw new SandboxImageError("assembly_failed", `${busybox} --list failed: ${(err as Error).message}`, {
+    throw new SandboxError("assembly_failed", `${busybox} --list failed: ${(err as Error).message}`, {
       cause: err,
     });
   }
@@ -129,7 +129,7 @@ class PlanBuilder {
     const prev = this.entries.get(entry.path);
     if (prev) {
       if (prev.type === "directory" && entry.type === "directory") return;
-      throw new SandboxImageError("assembly_failed", `two rootfs entries for /${entry.path}`);
+      throw new SandboxError("assembly_failed", `two rootfs entries for /${entry.path}`);
     }
     this.entries.set(entry.path, entry);
   }
@@ -147,7 +147,7 @@ class PlanBuilder {
 
   async hostFile(at: string, src: string, mode: number): Promise<void> {
     const st = await stat(src);
-    if (!st.isFile()) throw new SandboxImageError("assembly_failed", `${src} is not a regular file`);
+    if (!st.isFile()) throw new SandboxError("assembly_failed", `${src} is not a regular file`);
     this.add({ type: "file", path: at, mode, source: src, size: st.size });
     this.hostFiles.add(src);
   }
@@ -159,7 +159,7 @@ class PlanBuilder {
   async hostPath(abs: string, depth = 0): Promise<void> {
     const at = abs.replace(/^\/+/, "");
     if (this.entries.has(at)) return;
-    if (depth > 8) throw new SandboxImageError("assembly_failed", `too many symlinks at ${abs}`);
+    if (depth > 8) throw new SandboxError("assembly_failed", `too many symlinks at ${abs}`);
     const st = await lstat(abs);
     if (st.isSymbolicLink()) {
       const target = await readlink(abs);
@@ -183,7 +183,7 @@ class PlanBuilder {
       const prev = this.entries.get(dir);
       if (!prev) this.entries.set(dir, { type: "directory", path: dir, mode: 0o755 });
       else if (prev.type !== "directory") {
-        throw new SandboxImageError("assembly_failed", `/${dir} is both a directory and a ${prev.type}`);
+        throw new SandboxError("assembly_failed", `/${dir} is both a directory and a ${prev.type}`);
       }
     }
   }

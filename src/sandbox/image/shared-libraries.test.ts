@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import { parseLddOutput, sharedLibraries } from "./shared-libraries.js";
 
 test("parseLddOutput keeps resolved paths and the loader, drops the vdso", () => {
@@ -27,7 +27,7 @@ test("parseLddOutput fails on a missing library", () => {
   assert.throws(
     () => parseLddOutput("\tlibfoo.so.1 => not found\n"),
     (err: unknown) =>
-      err instanceof SandboxImageError && err.code === "assembly_failed" && /libfoo/.test(err.message),
+      err instanceof SandboxError && err.code === "assembly_failed" && /libfoo/.test(err.message),
   );
 });
 

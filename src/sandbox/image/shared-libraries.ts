@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -19,7 +19,7 @@ export function parseLddOutput(output: string): string[] {
     if (arrow) {
       const path = arrow[2];
       if (path === undefined || path === "not") {
-        throw new SandboxImageError("assembly_failed", `shared library ${arrow[1]} not found: ${line}`);
+        throw new SandboxError("assembly_failed", `shared library ${arrow[1]} not found: ${line}`);
       }
       if (path.startsWith("/")) out.push(path);
       continue;
@@ -44,11 +44,11 @@ export async function sharedLibraries(binary: string, signal?: AbortSignal): Pro
     // ldd exits 1 for static binaries ("not a dynamic executable").
     if (/not a dynamic executable|statically linked/.test(`${e.stdout ?? ""}${e.stderr ?? ""}`)) return [];
     if (e.code === "ENOENT") {
-      throw new SandboxImageError("assembly_failed", "ldd not found: it is needed to find runc's libraries", {
+      throw new SandboxError("assembly_failed", "ldd not found: it is needed to find runc's libraries", {
         cause: err,
       });
     }
-    throw new SandboxImageError("assembly_failed", `ldd ${binary} failed: ${(err as Error).message}`, {
+    throw new SandboxError("assembly_failed", `ldd ${binary} failed: ${(err as Error).message}`, {
       cause: err,
     });
   }

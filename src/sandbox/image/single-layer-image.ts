@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { mkdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { MediaTypes } from "../../images/index.js";
-import { SandboxImageError } from "./errors.js";
+import { SandboxError } from "../errors.js";
 import type { AssembledImage } from "./input-record.js";
 import { type LayerResult, writeLayer } from "./layer-writer.js";
 import {
@@ -115,7 +115,7 @@ export function sourceDateEpochFromEnv(): number {
   if (v === undefined || v === "") return 0;
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0)
-    throw new SandboxImageError("assembly_failed", `SOURCE_DATE_EPOCH is not a number of seconds: ${v}`);
+    throw new SandboxError("assembly_failed", `SOURCE_DATE_EPOCH is not a number of seconds: ${v}`);
   return n;
 }
 
