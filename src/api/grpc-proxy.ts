@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import { Transform } from "node:stream";
+import { LOST_BUILDKIT } from "../buildkit/index.js";
 import { ApiError } from "./errors.js";
 import {
   GrpcMessageMapper,
@@ -74,20 +75,25 @@ export function forwardStream(
   stream.on("close", () => {
     if (!up.closed) up.close(NGHTTP2_CANCEL);
   });
+  // A response rewrite that fails turns the call's status into its error.
+  let failure: http2.OutgoingHttpHeaders | undefined;
   up.on("close", () => {
     if (stream.closed) return;
     if (!responded) {
       respondGrpcError(stream, new ApiError("unavailable", "BuildKit closed the call"));
     } else if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) {
-      stream.close(up.rstCode);
+      if (upstream.destroyed) {
+        // The connection to BuildKit died (not BuildKit ending the call): say so in the status,
+        // where a bare RST_STREAM would reach the client as "Canceled".
+        failure = grpcErrorTrailers(new ApiError("unavailable", LOST_BUILDKIT));
+        if (!stream.writableEnded) stream.end();
+      } else stream.close(up.rstCode);
     }
   });
 
   up.on("trailers", (t) => {
     trailers = t;
   });
-  // A response rewrite that fails turns the call's status into its error.
-  let failure: http2.OutgoingHttpHeaders | undefined;
   stream.on("wantTrailers", () => {
     if (failure) stream.sendTrailers(failure);
     else if (trailers) stream.sendTrailers(forwardable(trailers));

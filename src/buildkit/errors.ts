@@ -19,3 +19,7 @@ export class BuildKitError extends CodedError<BuildKitErrorCode> {
     super(code, kinds, message, options);
   }
 }
+
+/** What a build says when its connection to BuildKit dies under it (a crashed buildkitd or sandbox). */
+export const LOST_BUILDKIT =
+  "lost connection to BuildKit during the build (it may have crashed; it is restarted automatically, retry the build)";

@@ -15,7 +15,7 @@ export {
 } from "./engine/export-compression.js";
 export { stepProxyAttrs } from "./engine/frontend-attrs.js";
 export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
-export { BuildKitError, type BuildKitErrorCode } from "./errors.js";
+export { BuildKitError, type BuildKitErrorCode, LOST_BUILDKIT } from "./errors.js";
 export {
   CacheOptionsEntrySchema,
   ExporterSchema,

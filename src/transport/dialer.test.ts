@@ -357,6 +357,27 @@ describe("vsock-uds (hybrid vsock) dial", () => {
     await rejectsWith(parseDialAddress(`vsock-uds://${path}:9`).dial(ac.signal), "aborted");
   });
 
+  it("a given-up handshake keeps its socket open until the muxer answers (no OK into a closed socket)", async () => {
+    // vhost-device-vsock 0.3.0 panics when its OK meets a socket the host already closed.
+    let okWrite: Promise<Error | undefined> | undefined;
+    const answer = new Promise<void>((r) => setTimeout(r, 150));
+    const path = await muxer("vm6.sock", (_line, sock) => {
+      okWrite = answer.then(
+        () => new Promise((resolve) => sock.write("OK 9\n", (err) => resolve(err ?? undefined))),
+      );
+    });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 30);
+    await rejectsWith(parseDialAddress(`vsock-uds://${path}:9`).dial(ac.signal), "aborted");
+    await rejectsWith(
+      parseDialAddress(`vsock-uds://${path}:9`, { handshakeTimeoutMs: 60 }).dial(),
+      "timeout",
+      /CONNECT 9/,
+    );
+    await answer;
+    assert.equal(await okWrite, undefined, "the muxer's OK found the host's socket open");
+  });
+
   it("maps a missing muxer socket to not_found", async () => {
     await rejectsWith(parseDialAddress(`vsock-uds://${join(dir, "no-vm.sock")}:1`).dial(), "not_found");
   });

@@ -4,6 +4,8 @@ import { TransportError, toTransportError } from "./errors.js";
 
 /** A handshake reply longer than this is not a hybrid-vsock muxer talking. */
 const MAX_REPLY_LINE = 256;
+/** How long a given-up handshake keeps its socket open for the OK that may still come. */
+const LINGER_MS = 30_000;
 
 /**
  * Firecracker / Cloud Hypervisor "hybrid vsock": the host side connects to the
@@ -11,6 +13,11 @@ const MAX_REPLY_LINE = 256;
  * from then on the socket is the raw guest channel. No library does this.
  * Bytes that arrive in the same chunk after the OK line belong to the channel
  * and are pushed back with unshift().
+ *
+ * A caller that gives up (timeout, abort) gets its rejection at once, but the
+ * socket stays open until the muxer answers or hangs up (bounded): a muxer
+ * that writes its OK to a socket the host already closed may fail hard
+ * (vhost-device-vsock 0.3.0 panics on that EPIPE and its vsock device stops).
  */
 export function hybridVsockHandshake(
   socket: Socket,
@@ -34,6 +41,22 @@ export function hybridVsockHandshake(
       cleanup();
       socket.destroy();
       reject(err);
+    };
+    /** Gives up without closing before the muxer's answer: see above. */
+    const giveUp = (err: TransportError) => {
+      cleanup();
+      reject(err);
+      const close = () => {
+        clearTimeout(linger);
+        socket.destroy();
+      };
+      const linger = setTimeout(close, LINGER_MS);
+      linger.unref();
+      socket.on("error", () => {});
+      socket.once("data", close);
+      socket.once("end", close);
+      socket.once("close", close);
+      socket.resume();
     };
     const onReadable = () => {
       for (
@@ -70,10 +93,12 @@ export function hybridVsockHandshake(
       );
     const onError = (err: Error) => fail(toTransportError(err, `${what}: hybrid vsock handshake`));
     const onAbort = () =>
-      fail(new TransportError("aborted", `${what}: aborted`, { cause: abortReason(signal as AbortSignal) }));
+      giveUp(
+        new TransportError("aborted", `${what}: aborted`, { cause: abortReason(signal as AbortSignal) }),
+      );
     const timer = setTimeout(
       () =>
-        fail(
+        giveUp(
           new TransportError(
             "timeout",
             `${what}: no reply to "CONNECT ${port}" within ${opts.timeoutMs}ms (hybrid vsock handshake)`,

@@ -6,7 +6,7 @@ import { DANGLING_PATH, pushNameFor } from "../../images/index.js";
 import { connectWithBackoff, parseDialAddress } from "../../transport/index.js";
 import { abortReason } from "../../util/index.js";
 import { type ControlClient, createControlClient } from "../client/control-client.js";
-import { BuildKitError } from "../errors.js";
+import { BuildKitError, LOST_BUILDKIT } from "../errors.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { Secrets } from "../gen/moby/buildkit/secrets/v1/secrets_pb.js";
 import {
@@ -343,7 +343,7 @@ function toBuildError(err: unknown, signal: AbortSignal | undefined): BuildKitEr
   if (ce.code === Code.Canceled || ce.code === Code.Unavailable) {
     return new BuildKitError(
       "unavailable",
-      `lost connection to BuildKit during the build (it may have crashed; it is restarted automatically, retry the build): ${ce.rawMessage}`,
+      `${LOST_BUILDKIT}: ${ce.rawMessage}`,
       { cause: err },
     );
   }

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { open, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, open, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../errors.js";
@@ -71,11 +71,21 @@ export class VmProcess {
     const logFd = await open(this.o.consoleLog, "a", 0o600);
     try {
       if (this.#restarts > 0) await logFd.write(`--- arca: VM restart ${this.#restarts} ---\n`);
-      this.#vsock = spawn(
+      const vsock = spawn(
         this.o.assets.vhostDeviceVsock,
         ["--guest-cid", String(GUEST_CID), "--socket", vhu, "--uds-path", this.vsockSocket],
-        { stdio: ["ignore", logFd.fd, logFd.fd] },
+        { stdio: ["ignore", logFd.fd, "pipe"] },
       );
+      this.#vsock = vsock;
+      // A panicked worker thread leaves the process up and the guest's vsock dead: restart the VM.
+      const logFile = this.o.consoleLog;
+      vsock.stderr?.on("data", (d: Buffer) => {
+        void appendFile(logFile, d);
+        if (vsock === this.#vsock && / panicked at /.test(d.toString())) {
+          this.o.log("sandbox VM: its vsock device failed (vhost-device-vsock panicked); restarting the VM");
+          this.#qemu?.kill("SIGKILL");
+        }
+      });
       await writePid(this.o.channelDir, "vhost-device-vsock", this.#vsock.pid);
       for (let i = 0; !existsSync(vhu); i++) {
         if (i > 250 || this.#vsock.exitCode !== null) {
