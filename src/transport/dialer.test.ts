@@ -378,6 +378,45 @@ describe("vsock-uds (hybrid vsock) dial", () => {
     assert.equal(await okWrite, undefined, "the muxer's OK found the host's socket open");
   });
 
+  // vhost-device-vsock's two quirks, reproduced: bytes in the CONNECT line's chunk are dropped,
+  // and a host half-close ends the whole connection.
+  async function quirkyMuxer(name: string): Promise<string> {
+    return muxer(name, (_line, sock) => {
+      sock.removeAllListeners("data"); // what came with the CONNECT line is gone
+      sock.write("OK 7\n");
+      let got = "";
+      sock.on("data", (c: Buffer) => {
+        got += c.toString();
+        // The guest's reply takes a round trip: a FIN seen meanwhile has already ended the connection.
+        if (got.endsWith("\n")) setTimeout(() => sock.destroyed || sock.write(`echo:${got}`), 30);
+      });
+      sock.once("end", () => sock.destroy());
+    });
+  }
+
+  it("writes nothing with or after CONNECT before the OK: the first bytes reach the guest", async () => {
+    const path = await quirkyMuxer("vm7.sock");
+    const sock = await parseDialAddress(`vsock-uds://${path}:7`).dial();
+    const reply = once(sock, "data");
+    sock.write("preface\n");
+    const [got] = (await reply) as [Buffer];
+    assert.equal(got.toString(), "echo:preface\n");
+    sock.destroy();
+  });
+
+  it("never half-closes: end() after a request still gets the guest's reply", async () => {
+    const path = await quirkyMuxer("vm8.sock");
+    const sock = await parseDialAddress(`vsock-uds://${path}:7`).dial();
+    const reply = Promise.race([
+      once(sock, "data"),
+      once(sock, "close").then(() => [Buffer.from("(closed)")]),
+    ]);
+    sock.end("last words\n");
+    const [got] = (await reply) as [Buffer];
+    assert.equal(got.toString(), "echo:last words\n");
+    sock.destroy();
+  });
+
   it("maps a missing muxer socket to not_found", async () => {
     await rejectsWith(parseDialAddress(`vsock-uds://${join(dir, "no-vm.sock")}:1`).dial(), "not_found");
   });

@@ -75,7 +75,7 @@ export function hybridVsockHandshake(
         const rest = received.subarray(nl + 1);
         cleanup();
         if (rest.length > 0) socket.unshift(rest);
-        return resolve(socket);
+        return resolve(withoutHalfClose(socket));
       }
     };
     const badReply = (line: string) =>
@@ -124,4 +124,15 @@ function append(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 function latin1(u: Uint8Array): string {
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString("latin1");
+}
+
+/**
+ * The muxer takes a host-side shutdown(SHUT_WR) for a full close (the guest
+ * loses what it was still sending back), so end() never half-closes this
+ * socket: what runs over the channel frames its own ends (HTTP/2), and the
+ * socket closes when the guest closes or the host destroys it.
+ */
+function withoutHalfClose(socket: Socket): Socket {
+  socket._final = (cb: (err?: Error | null) => void) => cb();
+  return socket;
 }
