@@ -6,6 +6,7 @@
 //	                                 (PROBE_INSECURE=1: skip TLS verification; PROBE_PROXY_ALL=1: proxy loopback too)
 //	arca-net-probe connect HOST:PORT  TCP connect, print "open" or exit 1 with the error
 //	arca-net-probe serve PORT SECONDS  accept TCP connections on PORT for SECONDS
+//	arca-net-probe vsock CID PORT      AF_VSOCK connect, print "open" or exit 1 with the error
 package main
 
 import (
@@ -45,6 +46,11 @@ func main() {
 			fail(err.Error())
 		}
 		serve(os.Args[2], time.Duration(secs)*time.Second)
+	case "vsock":
+		if len(os.Args) < 4 {
+			fail("vsock CID PORT")
+		}
+		vsockConnect(os.Args[2], os.Args[3])
 	default:
 		fail("unknown command " + os.Args[1])
 	}
