@@ -136,7 +136,21 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
   });
 
   test("boots from a fresh data root; ListWorkers answers over vsock; the guest has no interface but lo", async () => {
-    assert.match(vm.output(), /ready in [\d.]+s \(vm sandbox with tcg, BuildKit at vsock-uds:\/\//);
+    // The accelerator is chosen by a real boot under KVM, and the choice is said with its reason.
+    const probe = JSON.parse(await readFile(path.join(vmRoot, "buildkit/vm/kvm-probe.json"), "utf8")) as {
+      result: { ok: boolean; why: string };
+    };
+    const accel = probe.result.ok ? "kvm" : "tcg";
+    assert.match(
+      vm.output(),
+      probe.result.ok
+        ? /sandbox VM: QEMU with KVM\n/
+        : /sandbox VM: QEMU with TCG, software emulation \(.+\)\n/,
+    );
+    assert.match(
+      vm.output(),
+      new RegExp(`ready in [\\d.]+s \\(vm sandbox with ${accel}, BuildKit at vsock-uds://`),
+    );
     const client = createControlClient(parseDialAddress(vsockAddr()));
     try {
       const workers = await client.control.listWorkers({});
@@ -186,6 +200,23 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     } finally {
       useDaemon(vmRoot);
       await runc.stop();
+    }
+  });
+
+  test("--sandbox auto takes the VM only where KVM boots a guest, and says why not", async () => {
+    const probe = JSON.parse(await readFile(path.join(vmRoot, "buildkit/vm/kvm-probe.json"), "utf8")) as {
+      result: { ok: boolean; why: string };
+    };
+    const root = path.join(tmp, "auto");
+    await mkdir(root, { recursive: true });
+    const daemon = startDaemon(root, path.join(root, "arca.sock"), ["--sandbox", "auto"]);
+    daemons.push(daemon);
+    try {
+      const [line] = await daemon.waitFor(/--sandbox auto: .*\n/, 120_000);
+      if (probe.result.ok) assert.equal(line, "--sandbox auto: vm (KVM works here)\n");
+      else assert.equal(line, `--sandbox auto: runc (${probe.result.why})\n`);
+    } finally {
+      await daemon.stop();
     }
   });
 

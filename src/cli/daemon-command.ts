@@ -10,11 +10,13 @@ import {
   BuildKitManager,
   defaultGcKeepBytes,
   pinnedBuildkitVersion,
+  probeKvm,
   requireTool,
   SANDBOX_REGISTRY_HOST,
   type Sandbox,
   toolsBin,
   VmSandbox,
+  vmAssets,
 } from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
 import { openDaemonEgress } from "./daemon-egress.js";
@@ -34,8 +36,9 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
   --socket ADDR            API socket (default unix:///run/arca/arca.sock as root,
                            unix://$XDG_RUNTIME_DIR/arca.sock otherwise)
   --max-context-size SIZE  most a POST /build context may take decompressed (default 20g)
-  --sandbox KIND           where BuildKit runs: runc (a container, the default) or vm (a QEMU VM
-                           reached only over virtio-vsock; see the README's "Sandboxes")
+  --sandbox KIND           where BuildKit runs: runc (a container, the default), vm (a QEMU VM
+                           reached only over virtio-vsock; KVM when it works, else TCG) or auto
+                           (vm where KVM works, else runc); see the README's "Sandboxes"
   --sandbox-pids-limit N   most processes in the sandbox, builds included (default 32768; 0: none)
   --sandbox-memory SIZE    its memory limit, e.g. 8g (default 3/4 of the host's memory; 0: none)
   --egress-policy FILE     the egress policy (default <data root>/egress.json; audit mode if absent);
@@ -68,8 +71,9 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     io.stdout.write(HELP);
     return 0;
   }
-  const kind = values.sandbox ?? "runc";
-  if (kind !== "runc" && kind !== "vm") throw new Error(`--sandbox takes runc or vm, got "${kind}"`);
+  const asked = values.sandbox ?? "runc";
+  if (asked !== "runc" && asked !== "vm" && asked !== "auto")
+    throw new Error(`--sandbox takes runc, vm or auto, got "${asked}"`);
   const limits = parseSandboxLimits({ pids: values["sandbox-pids-limit"], memory: values["sandbox-memory"] });
   // Decompressed, not as sent: a 28 MB gzip can inflate to gigabytes of spool.
   const maxContextSize = parseByteSize(values["max-context-size"] ?? "20g");
@@ -126,6 +130,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       process.off("SIGHUP", onHup);
     });
     const version = await pinnedBuildkitVersion();
+    const kind = asked === "auto" ? await autoSandbox(dataRoot, say, stop.signal) : asked;
     const gcKeepBytes = await defaultGcKeepBytes(dataRoot);
     const registries = {
       insecure: values["insecure-registry"] ?? [],
@@ -225,6 +230,27 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }
     }
   }
+}
+
+/** `--sandbox auto`: the VM where KVM really boots a guest (TCG is too slow to pick unasked), else runc. */
+async function autoSandbox(
+  dataRoot: string,
+  say: (l: string) => void,
+  signal: AbortSignal,
+): Promise<"vm" | "runc"> {
+  let why: string;
+  try {
+    const kvm = await probeKvm(vmAssets(toolsBin()), path.join(dataRoot, "buildkit", "vm"), signal);
+    if (kvm.ok) {
+      say("--sandbox auto: vm (KVM works here)");
+      return "vm";
+    }
+    why = kvm.why;
+  } catch (err) {
+    why = errorMessage(err);
+  }
+  say(`--sandbox auto: runc (${why})`);
+  return "runc";
 }
 
 /** A whole number of seconds as milliseconds (undefined when absent). */

@@ -30,4 +30,6 @@ export {
   type SandboxLimits,
 } from "./sandbox-isolation.js";
 export { requireTool, toolsBin } from "./tools.js";
+export { type KvmProbe, probeKvm } from "./vm/kvm-probe.js";
+export { type VmAssets, vmAssets } from "./vm/vm-assets.js";
 export { VmSandbox, type VmSandboxOptions } from "./vm/vm-sandbox.js";

@@ -341,11 +341,7 @@ function toBuildError(err: unknown, signal: AbortSignal | undefined): BuildKitEr
   if (signal?.aborted) return new BuildKitError("canceled", "build canceled", { cause: err });
   // Canceled without our signal means the stream died under us: BuildKit went away.
   if (ce.code === Code.Canceled || ce.code === Code.Unavailable) {
-    return new BuildKitError(
-      "unavailable",
-      `${LOST_BUILDKIT}: ${ce.rawMessage}`,
-      { cause: err },
-    );
+    return new BuildKitError("unavailable", `${LOST_BUILDKIT}: ${ce.rawMessage}`, { cause: err });
   }
   return new BuildKitError("build_failed", describeSolveError(ce), { cause: err });
 }

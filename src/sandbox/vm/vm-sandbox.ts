@@ -19,6 +19,7 @@ import {
 import { connectBuildkit, type Sandbox, SandboxLifecycle, type SandboxStatus } from "../sandbox.js";
 import { SANDBOX_USERNS, shareChannel } from "../sandbox-isolation.js";
 import { cpioArchive, guestDisks } from "./guest-disks.js";
+import { probeKvm } from "./kvm-probe.js";
 import { vmAssets } from "./vm-assets.js";
 import { consoleTail, VmProcess } from "./vm-process.js";
 
@@ -43,6 +44,8 @@ export interface VmSandboxOptions {
   memoryBytes?: number;
   /** Size of the cache disk when it is first made (a sparse file; default 64 GiB). */
   cacheDiskBytes?: number;
+  /** The accelerator; default: KVM when a guest boots under it here (probed once), else TCG. */
+  accel?: "kvm" | "tcg";
 }
 
 /**
@@ -131,8 +134,14 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
     await this.#ensureCacheDisk(cacheDisk, signal);
     const initrd = await this.#initrdWithConfig(disks.initrd, signal);
     await writeFile(this.consoleLog, "", { mode: 0o600 });
-    const accel = "tcg";
-    log(`sandbox VM: QEMU with TCG (software emulation: /dev/kvm here cannot boot a stock guest kernel)`);
+    let accel = this.opts.accel;
+    if (!accel) {
+      const kvm = await probeKvm(assets, this.#vmDir, signal);
+      accel = kvm.ok ? "kvm" : "tcg";
+      log(
+        kvm.ok ? "sandbox VM: QEMU with KVM" : `sandbox VM: QEMU with TCG, software emulation (${kvm.why})`,
+      );
+    }
     this.#vm = new VmProcess({
       assets,
       root: disks.root,
