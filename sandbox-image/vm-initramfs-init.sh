@@ -2,7 +2,7 @@
 # /init of the VM sandbox's initramfs (busybox, the virtio modules, this file,
 # and the daemon's per-start configuration under /config).
 #
-# Loads the drivers of the two disks and overlayfs, mounts the read-only root image (vda)
+# Loads the drivers of the two disks, erofs and overlayfs, mounts the read-only root image (vda)
 # under a tmpfs overlay (a VM restart starts from the same root), the
 # BuildKit cache disk (vdb) at /var/lib/buildkit, hands the configuration to
 # the root and switches to /sbin/arca-vm-init. Any failure powers the VM off:
@@ -24,7 +24,7 @@ until [ -b /dev/vda ] && [ -b /dev/vdb ]; do
   [ "$i" -gt 500 ] && die "no disks after 5 s"
   usleep 10000
 done
-mount -t ext4 -o ro /dev/vda /lower || die "cannot mount the root image"
+mount -t erofs -o ro /dev/vda /lower || die "cannot mount the root image"
 mount -t tmpfs -o mode=0755 tmpfs /upper
 mkdir -p /upper/data /upper/work
 mount -t overlay -o lowerdir=/lower,upperdir=/upper/data,workdir=/upper/work overlay /newroot ||

@@ -165,6 +165,7 @@ need_vm=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need_vm+=(qemu-system-x86)
 command -v depmod >/dev/null 2>&1 || need_vm+=(kmod)
 command -v mke2fs >/dev/null 2>&1 || need_vm+=(e2fsprogs)
+command -v mkfs.erofs >/dev/null 2>&1 || need_vm+=(erofs-utils)
 command -v cpio >/dev/null 2>&1 || need_vm+=(cpio)
 if [ ${#need_vm[@]} -gt 0 ]; then
   step "apt-get install ${need_vm[*]} (VM sandbox)"

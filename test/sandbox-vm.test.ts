@@ -151,6 +151,7 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
       vm.output(),
       new RegExp(`ready in [\\d.]+s \\(vm sandbox with ${accel}, BuildKit at vsock-uds://`),
     );
+    assert.match((await ok(["info"])).stdout, new RegExp(`sandbox kind: vm \\(QEMU, ${accel}\\)`));
     const client = createControlClient(parseDialAddress(vsockAddr()));
     try {
       const workers = await client.control.listWorkers({});

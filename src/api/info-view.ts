@@ -47,6 +47,7 @@ export function daemonInfo(deps: ApiDeps, apiVersion: string): Record<string, un
       ["driver-type", "io.containerd.snapshotter.v1"],
       ["buildkit", deps.buildkitVersion],
       ["sandbox", deps.buildkit.status.ready ? "ready" : "starting"],
+      ["sandbox kind", sandboxKind(deps.buildkit.kind, deps.buildkit.status.accel)],
     ],
     Plugins: {
       Volume: ["local"],
@@ -118,4 +119,9 @@ export function daemonInfo(deps: ApiDeps, apiVersion: string): Record<string, un
     info.Containerd = null;
   }
   return info;
+}
+
+/** "runc", or "vm (QEMU, kvm|tcg)": what isolates builds, as `docker info` shows it. */
+function sandboxKind(kind: string, accel: string | undefined): string {
+  return kind === "vm" ? `vm (QEMU, ${accel ?? "starting"})` : kind;
 }

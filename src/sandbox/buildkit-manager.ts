@@ -2,43 +2,27 @@ import path from "node:path";
 import type { ControlClient } from "../buildkit/index.js";
 import type { ImageStore } from "../images/index.js";
 import type { ContainerSpec, Runtime } from "../runtime/index.js";
-import { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
+import { ensureFrontendImage, loadSandboxImage, SANDBOX_IMAGE_REPOSITORY } from "./image/index.js";
 import {
-  assembleSandboxImage,
-  ensureFrontendImage,
-  loadSandboxImage,
-  SANDBOX_IMAGE_REPOSITORY,
-  SANDBOX_REGISTRY_HOST,
-} from "./image/index.js";
-import { connectBuildkit, type Sandbox, SandboxLifecycle, type SandboxStatus } from "./sandbox.js";
-import {
-  SANDBOX_USERNS,
-  type SandboxLimits,
-  sandboxIsolation,
-  shareChannel,
-  specVersion,
-  subidOverlaps,
-} from "./sandbox-isolation.js";
+  connectBuildkit,
+  type Sandbox,
+  SandboxLifecycle,
+  type SandboxSettings,
+  type SandboxStatus,
+} from "./sandbox.js";
+import { type SandboxLimits, sandboxIsolation, specVersion, subidOverlaps } from "./sandbox-isolation.js";
 
 export const SANDBOX_NAME = SANDBOX_IMAGE_REPOSITORY;
 export const CACHE_VOLUME = "buildkit-cache";
 /** Label with the version of the sandbox's spec: a container without the current one is recreated. */
 const SPEC_LABEL = "com.arca.sandbox-spec";
 
-export interface BuildKitManagerOptions {
-  dataRoot: string;
-  toolsBin: string;
+export interface BuildKitManagerOptions extends SandboxSettings {
   store: ImageStore;
   runtime: Runtime;
   buildkitVersion: string;
-  log?: (line: string) => void;
   /** cgroup limits of the sandbox (buildkitd and every RUN step share them). */
   limits?: SandboxLimits;
-  /** Insecure registries and CA certificates, shared with BuildKit through buildkitd.toml. */
-  registries?: RegistrySettings;
-  /** buildkitd's egress proxy credential (`user:password`); without it buildkitd has no way out. */
-  egressCredential?: string;
-  gcKeepBytes?: number;
 }
 
 /**
@@ -48,21 +32,14 @@ export interface BuildKitManagerOptions {
  */
 export class BuildKitManager extends SandboxLifecycle implements Sandbox {
   readonly kind = "runc";
-  readonly channelDir: string;
 
   constructor(private readonly opts: BuildKitManagerOptions) {
-    super();
-    this.channelDir = path.join(opts.dataRoot, "run", "sandbox");
+    super(opts);
   }
 
   /** The channel endpoint of buildkitd (the proxy inside the sandbox listens there). */
   get buildkitAddr(): string {
     return `unix://${path.join(this.channelDir, "buildkitd.sock")}`;
-  }
-
-  /** The group through which the channel directory is shared with the sandbox's root. */
-  get channelGroup(): number {
-    return SANDBOX_USERNS.hostId;
   }
 
   /** Where the daemon must serve its egress proxy for the sandbox (buildkitd and RUN steps). */
@@ -75,29 +52,11 @@ export class BuildKitManager extends SandboxLifecycle implements Sandbox {
     return path.join(this.channelDir, "registry.sock");
   }
 
-  async prepareChannel(): Promise<void> {
-    // Root's, group-shared with the sandbox's root (its user namespace); see shareChannel.
-    await shareChannel(this.channelDir);
-  }
-
   /** Assembles/loads the image, ensures and starts the container, waits for BuildKit. */
   protected async bringUp(signal?: AbortSignal): Promise<{ client: ControlClient; status: SandboxStatus }> {
     const t0 = performance.now();
     const log = this.opts.log ?? (() => {});
-    const configChanged = await writeChannelConfig({
-      channelDir: this.channelDir,
-      registryHost: SANDBOX_REGISTRY_HOST,
-      registries: this.opts.registries,
-      egressCredential: this.opts.egressCredential,
-      gcKeepBytes: this.opts.gcKeepBytes,
-    });
-    await this.prepareChannel();
-    const assembled = await assembleSandboxImage({
-      dataRoot: this.opts.dataRoot,
-      toolsBin: this.opts.toolsBin,
-      signal,
-      onProgress: (l: string) => log(l),
-    });
+    const { configChanged, image: assembled } = await this.prepare(signal);
     const name = `${SANDBOX_NAME}:${this.opts.buildkitVersion}`;
     const loaded = await loadSandboxImage(this.opts.store, assembled.layoutDir, { name });
     log(loaded.loaded ? `loaded sandbox image ${loaded.imageId}` : "sandbox image unchanged");

@@ -1,6 +1,10 @@
+import path from "node:path";
 import { type ControlClient, createControlClient, waitReady } from "../buildkit/index.js";
 import { parseDialAddress } from "../transport/index.js";
 import { abortReason } from "../util/index.js";
+import { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
+import { assembleSandboxImage, SANDBOX_REGISTRY_HOST, type SandboxImage } from "./image/index.js";
+import { SANDBOX_USERNS, shareChannel } from "./sandbox-isolation.js";
 
 /** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
 const QUIET_START_MS = 3000;
@@ -38,11 +42,62 @@ export interface Sandbox {
   stop(opts?: { keepRunning?: boolean }): Promise<void>;
 }
 
-/** start() once (retried after a failure), client() waits for it: the part every sandbox shares. */
+/** What every sandbox is configured with. */
+export interface SandboxSettings {
+  dataRoot: string;
+  toolsBin: string;
+  log?: (line: string) => void;
+  /** Insecure registries and CA certificates, shared with BuildKit through buildkitd.toml. */
+  registries?: RegistrySettings;
+  /** buildkitd's egress proxy credential (`user:password`); without it buildkitd has no way out. */
+  egressCredential?: string;
+  gcKeepBytes?: number;
+}
+
+/**
+ * The part every sandbox shares: the channel directory, its configuration and
+ * the sandbox image made first; start() once (retried after a failure),
+ * client() waiting for it.
+ */
 export abstract class SandboxLifecycle {
+  readonly channelDir: string;
   #client: ControlClient | undefined;
   #ready: Promise<ControlClient> | undefined;
   #status: SandboxStatus = { ready: false };
+
+  constructor(protected readonly settings: SandboxSettings) {
+    this.channelDir = path.join(settings.dataRoot, "run", "sandbox");
+  }
+
+  /** The group through which the channel directory is shared with the sandbox's root. */
+  get channelGroup(): number {
+    return SANDBOX_USERNS.hostId;
+  }
+
+  async prepareChannel(): Promise<void> {
+    // Root's, group-shared with the sandbox's root (its user namespace); see shareChannel.
+    await shareChannel(this.channelDir);
+  }
+
+  /** Writes the channel's configuration and assembles the sandbox image (reused while unchanged). */
+  protected async prepare(signal?: AbortSignal): Promise<{ configChanged: boolean; image: SandboxImage }> {
+    const s = this.settings;
+    const configChanged = await writeChannelConfig({
+      channelDir: this.channelDir,
+      registryHost: SANDBOX_REGISTRY_HOST,
+      registries: s.registries,
+      egressCredential: s.egressCredential,
+      gcKeepBytes: s.gcKeepBytes,
+    });
+    await this.prepareChannel();
+    const image = await assembleSandboxImage({
+      dataRoot: s.dataRoot,
+      toolsBin: s.toolsBin,
+      signal,
+      onProgress: s.log ?? (() => {}),
+    });
+    return { configChanged, image };
+  }
 
   get status(): SandboxStatus {
     return { ...this.#status };

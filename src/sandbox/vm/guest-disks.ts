@@ -23,10 +23,10 @@ import { diskModules, type VmAssets } from "./vm-assets.js";
 const run = promisify(execFile);
 
 /** Bump when the disks change in a way their inputs do not show. */
-const GUEST_DISKS_VERSION = 1;
+const GUEST_DISKS_VERSION = 2;
 
 export interface GuestDisks {
-  /** Read-only ext4 root: the sandbox image's rootfs, the kernel's modules, /sbin/arca-vm-init. */
+  /** Read-only erofs root: the sandbox image's rootfs, the kernel's modules, /sbin/arca-vm-init. */
   root: string;
   /** The initramfs: busybox, the disk drivers and /init (the daemon appends its configuration). */
   initrd: string;
@@ -116,10 +116,7 @@ async function rootImage(i: GuestDiskInputs, texts: GuestTexts, work: string, ke
   await symlink("/bin/busybox", path.join(tree, "sbin/modprobe"));
   await writeFile(path.join(tree, "sbin/arca-vm-init"), texts.vmInit, { mode: 0o755 });
   await chmod(path.join(tree, "sbin/arca-vm-init"), 0o755);
-  await stampTree(tree, i.epoch);
-  const bytes = Number((await run("du", ["-sb", tree], { signal: i.signal })).stdout.split("\t")[0]);
-  const mib = Math.ceil((bytes * 1.25) / (1 << 20)) + 64;
-  // A fixed UUID and hash seed (from the key) and a fake clock make the same tree give the same image.
+  // erofs: read-only by design, and reproducible: one timestamp for every file, a fixed UUID, root-owned.
   const uuid = [
     key.slice(0, 8),
     key.slice(8, 12),
@@ -128,25 +125,17 @@ async function rootImage(i: GuestDiskInputs, texts: GuestTexts, work: string, ke
     key.slice(20, 32),
   ].join("-");
   await run(
-    "mke2fs",
+    "mkfs.erofs",
     [
-      "-q",
-      "-t",
-      "ext4",
-      "-d",
-      tree,
-      "-L",
-      "arca-root",
-      "-O",
-      "^has_journal",
-      "-U",
-      uuid,
-      "-E",
-      `hash_seed=${uuid}`,
+      "--quiet",
+      `-T${i.epoch}`,
+      "--ignore-mtime",
+      "--all-root",
+      `-U${uuid}`,
       path.join(work, "root.img"),
-      `${mib}M`,
+      tree,
     ],
-    { signal: i.signal, env: { ...process.env, E2FSPROGS_FAKE_TIME: String(i.epoch) } },
+    { signal: i.signal },
   );
 }
 

@@ -31,7 +31,7 @@ export function vmAssets(toolsBin: string): VmAssets {
   if (!existsSync(kernel) || releases.length !== 1 || !release) throw missing(`the guest kernel in ${kdir}`);
   const busybox = path.join(toolsBin, "busybox");
   if (!existsSync(busybox)) throw missing(`busybox in ${toolsBin}`);
-  for (const tool of ["mke2fs", "cpio", "modprobe", "tar"]) {
+  for (const tool of ["mkfs.erofs", "mke2fs", "cpio", "modprobe", "tar"]) {
     if (!onPath(tool)) throw missing(tool);
   }
   return { qemu, vhostDeviceVsock, kernel, modulesDir, release, busybox };
@@ -48,7 +48,7 @@ function onPath(cmd: string): string | undefined {
 /** The module files (with their dependencies, in load order) that give the guest its disks and root overlay. */
 export function diskModules(assets: VmAssets): string[] {
   const files: string[] = [];
-  for (const mod of ["virtio_pci", "virtio_blk", "overlay"]) {
+  for (const mod of ["virtio_pci", "virtio_blk", "erofs", "overlay"]) {
     const out = execFileSync(
       "modprobe",
       ["-d", path.dirname(path.dirname(assets.modulesDir)), "-S", assets.release, "--show-depends", mod],

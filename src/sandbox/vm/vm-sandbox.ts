@@ -8,16 +8,15 @@ import { promisify } from "node:util";
 import type { ControlClient } from "../../buildkit/index.js";
 import type { ImageStore } from "../../images/index.js";
 import { EGRESS_PORT } from "../buildkitd-config.js";
-import { type RegistrySettings, writeChannelConfig } from "../channel-config.js";
 import { SandboxError } from "../errors.js";
+import { ensureFrontendImage, readLayoutManifest, SANDBOX_REGISTRY_HOST } from "../image/index.js";
 import {
-  assembleSandboxImage,
-  ensureFrontendImage,
-  readLayoutManifest,
-  SANDBOX_REGISTRY_HOST,
-} from "../image/index.js";
-import { connectBuildkit, type Sandbox, SandboxLifecycle, type SandboxStatus } from "../sandbox.js";
-import { SANDBOX_USERNS, shareChannel } from "../sandbox-isolation.js";
+  connectBuildkit,
+  type Sandbox,
+  SandboxLifecycle,
+  type SandboxSettings,
+  type SandboxStatus,
+} from "../sandbox.js";
 import { cpioArchive, guestDisks } from "./guest-disks.js";
 import { probeKvm } from "./kvm-probe.js";
 import { vmAssets } from "./vm-assets.js";
@@ -32,14 +31,8 @@ const VM_REGISTRY_PORT = Number(SANDBOX_REGISTRY_HOST.split(":")[1]);
 /** How long a VM may take from launch to a BuildKit with a worker (TCG boots are slow). */
 const READY_TIMEOUT_MS = 180_000;
 
-export interface VmSandboxOptions {
-  dataRoot: string;
-  toolsBin: string;
+export interface VmSandboxOptions extends SandboxSettings {
   store: ImageStore;
-  log?: (line: string) => void;
-  registries?: RegistrySettings;
-  egressCredential?: string;
-  gcKeepBytes?: number;
   /** Guest memory in bytes (default 2 GiB). */
   memoryBytes?: number;
   /** Size of the cache disk when it is first made (a sparse file; default 64 GiB). */
@@ -58,13 +51,11 @@ export interface VmSandboxOptions {
  */
 export class VmSandbox extends SandboxLifecycle implements Sandbox {
   readonly kind = "vm";
-  readonly channelDir: string;
   readonly #vmDir: string;
   #vm: VmProcess | undefined;
 
   constructor(private readonly opts: VmSandboxOptions) {
-    super();
-    this.channelDir = path.join(opts.dataRoot, "run", "sandbox");
+    super(opts);
     this.#vmDir = path.join(opts.dataRoot, "buildkit", "vm");
   }
 
@@ -74,10 +65,6 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
 
   get buildkitAddr(): string {
     return `vsock-uds://${this.#vsockSocket}:${VM_BUILDKIT_PORT}`;
-  }
-
-  get channelGroup(): number {
-    return SANDBOX_USERNS.hostId;
   }
 
   get egressSocket(): string {
@@ -97,28 +84,11 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
     return this.#vm?.pid;
   }
 
-  async prepareChannel(): Promise<void> {
-    await shareChannel(this.channelDir);
-  }
-
   protected async bringUp(signal?: AbortSignal): Promise<{ client: ControlClient; status: SandboxStatus }> {
     const t0 = performance.now();
     const log = this.opts.log ?? (() => {});
     const assets = vmAssets(this.opts.toolsBin);
-    await writeChannelConfig({
-      channelDir: this.channelDir,
-      registryHost: SANDBOX_REGISTRY_HOST,
-      registries: this.opts.registries,
-      egressCredential: this.opts.egressCredential,
-      gcKeepBytes: this.opts.gcKeepBytes,
-    });
-    await this.prepareChannel();
-    const image = await assembleSandboxImage({
-      dataRoot: this.opts.dataRoot,
-      toolsBin: this.opts.toolsBin,
-      signal,
-      onProgress: log,
-    });
+    const { image } = await this.prepare(signal);
     await ensureFrontendImage({ ...this.opts, signal, log });
     const manifest = await readLayoutManifest(image.layoutDir);
     const disks = await guestDisks({
