@@ -212,7 +212,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;
     say(
-      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (${kind} sandbox${kind === "vm" ? ` with ${st.accel}` : `, ${st.imageLoaded ? "image loaded" : "image unchanged"}`}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
+      `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (${kind === "vm" ? `vm sandbox with ${st.accel}` : `sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}`}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
     );
     await new Promise<void>((resolve) =>
       stop.signal.addEventListener("abort", () => resolve(), { once: true }),
