@@ -161,6 +161,24 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
       client.close();
     }
     assert.match(await consoleLog(), /^arca-vm: network interfaces: lo $/m);
+    // docker inspect/logs arca-buildkit show the VM: QEMU's pid, its serial console.
+    const [c] = JSON.parse((await ok(["inspect", "arca-buildkit"])).stdout) as {
+      State: { Running: boolean; Pid: number };
+      HostConfig: { NetworkMode: string; RestartPolicy: { Name: string } };
+      Config: { Labels: Record<string, string> };
+    }[];
+    assert.equal(c?.State.Running, true);
+    assert.equal(c?.State.Pid, await qemuPid());
+    assert.equal(c?.HostConfig.NetworkMode, "none");
+    assert.equal(c?.HostConfig.RestartPolicy.Name, "always");
+    assert.equal(c?.Config.Labels["com.arca.sandbox"], "vm");
+    assert.match((await ok(["logs", "arca-buildkit"])).stdout, /^arca-vm: network interfaces: lo $/m);
+    const exec = await cli(["exec", "arca-buildkit", "true"]);
+    assert.notEqual(exec.code, 0);
+    assert.match(
+      exec.stderr,
+      /exec into the VM sandbox is not supported yet; its serial console is \S+console\.log/,
+    );
     const cmdline = (await readFile(`/proc/${await qemuPid()}/cmdline`, "utf8")).split("\0");
     assert.ok(cmdline.includes("-nodefaults"), "QEMU gets no default devices (no NIC)");
     assert.ok(!cmdline.some((a) => /^-(nic|netdev|net)$/.test(a)), cmdline.join(" "));
@@ -275,6 +293,12 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     }
     assert.ok(back, "BuildKit answers again after the VM restarted");
     assert.notEqual(await qemuPid(), pid);
+    const restarted = JSON.parse((await ok(["inspect", "arca-buildkit"])).stdout) as {
+      State: { Pid: number };
+      RestartCount: number;
+    }[];
+    assert.equal(restarted[0]?.State.Pid, await qemuPid());
+    assert.equal(restarted[0]?.RestartCount, 1);
     // The cache disk survived: the multi-stage build of the earlier test is fully cached.
     const again = await ok(["buildx", "build", "--progress=plain", await context(MULTI_STAGE)]);
     assert.match(again.stderr, /RUN cat \/artifact[^\n]*\n#\d+ CACHED/);

@@ -25,7 +25,7 @@ function timeNanos(t: string): bigint {
  * filtered by stream, since, until and tail, optionally timestamped, following while it runs.
  */
 export async function streamLogs(
-  runtime: Runtime,
+  runtime: Pick<Runtime, "logs">,
   c: ContainerInspect,
   query: URLSearchParams,
   apiVersion: string,

@@ -16,6 +16,7 @@ import { registerExecRoutes } from "./exec-routes.js";
 import { boolValue, parseFilters } from "./query-params.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
+import { sandboxContainer } from "./sandbox-container.js";
 import { registerVolumeRoutes } from "./volume-routes.js";
 
 /**
@@ -56,11 +57,15 @@ export function registerContainerRoutes(router: Router, deps: ApiDeps): void {
   });
 
   router.add("GET", "/containers/{name}/json", ({ res, params }) => {
+    const vm = sandboxContainer(deps, params.name as string);
+    if (vm) return sendJSON(res, 200, dockerInspect(vm.inspect(), []));
     const c = runtime.inspect(params.name as string);
     sendJSON(res, 200, dockerInspect(c, execs.idsFor(c.Id)));
   });
 
   router.add("GET", "/containers/{name}/logs", async ({ res, params, query, apiVersion, signal }) => {
+    const vm = sandboxContainer(deps, params.name as string);
+    if (vm) return streamLogs({ logs: (_id, o) => vm.logs(o) }, vm.inspect(), query, apiVersion, res, signal);
     const c = runtime.inspect(params.name as string);
     await streamLogs(runtime, c, query, apiVersion, res, signal);
   });

@@ -9,6 +9,7 @@ import type { ApiDeps } from "./deps.js";
 import { ApiError, httpStatusFor } from "./errors.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
+import { sandboxContainer } from "./sandbox-container.js";
 
 /** What dockerd reports for an exec whose process could not be started. */
 const EXEC_START_FAILED = 126;
@@ -17,6 +18,13 @@ const EXEC_START_FAILED = 126;
 export function registerExecRoutes(router: Router, deps: ApiDeps, execs: ExecStore): void {
   router.add("POST", "/containers/{name}/exec", async ({ req, res, params }) => {
     const body = await readJsonBody(req);
+    const vm = sandboxContainer(deps, params.name as string);
+    if (vm) {
+      throw new ApiError(
+        "not_implemented",
+        `exec into the VM sandbox is not supported yet; its serial console is ${vm.inspect().LogPath} (docker logs ${params.name})`,
+      );
+    }
     const c = deps.runtime.get(params.name as string);
     if (c.status === "restarting")
       throw new ApiError("conflict", `Container ${c.id} is restarting, wait until the container is running`);

@@ -32,4 +32,5 @@ export {
 export { requireTool, toolsBin } from "./tools.js";
 export { type KvmProbe, probeKvm } from "./vm/kvm-probe.js";
 export { type VmAssets, vmAssets } from "./vm/vm-assets.js";
+export type { SandboxContainer } from "./vm/vm-container-view.js";
 export { VmSandbox, type VmSandboxOptions } from "./vm/vm-sandbox.js";

@@ -5,6 +5,7 @@ import { abortReason } from "../util/index.js";
 import { type RegistrySettings, writeChannelConfig } from "./channel-config.js";
 import { assembleSandboxImage, SANDBOX_REGISTRY_HOST, type SandboxImage } from "./image/index.js";
 import { SANDBOX_USERNS, shareChannel } from "./sandbox-isolation.js";
+import type { SandboxContainer } from "./vm/vm-container-view.js";
 
 /** How long BuildKit may take to answer after the sandbox starts before waiting is logged. */
 const QUIET_START_MS = 3000;
@@ -36,6 +37,8 @@ export interface Sandbox {
   /** Where the daemon serves its registry endpoint for the sandbox. */
   readonly registrySocket: string;
   readonly status: SandboxStatus;
+  /** Set when the sandbox is not a runtime container: what `docker inspect/logs arca-buildkit` show. */
+  readonly container?: SandboxContainer;
   prepareChannel(): Promise<void>;
   start(signal?: AbortSignal): Promise<ControlClient>;
   client(signal?: AbortSignal): Promise<ControlClient>;

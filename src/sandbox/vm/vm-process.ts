@@ -59,6 +59,17 @@ export class VmProcess {
     return this.#restarts;
   }
 
+  /** When the running QEMU was launched. */
+  get startedAt(): Date | undefined {
+    return this.#startedAt ? new Date(this.#startedAt) : undefined;
+  }
+
+  /** True while QEMU runs (a VM being restarted is not running). */
+  get running(): boolean {
+    const q = this.#qemu;
+    return !!q && q.exitCode === null && q.signalCode === null;
+  }
+
   async start(): Promise<void> {
     await killLeftovers(this.o.channelDir);
     await this.#launch();

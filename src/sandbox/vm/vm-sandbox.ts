@@ -9,7 +9,12 @@ import type { ControlClient } from "../../buildkit/index.js";
 import type { ImageStore } from "../../images/index.js";
 import { EGRESS_PORT } from "../buildkitd-config.js";
 import { SandboxError } from "../errors.js";
-import { ensureFrontendImage, readLayoutManifest, SANDBOX_REGISTRY_HOST } from "../image/index.js";
+import {
+  ensureFrontendImage,
+  readLayoutManifest,
+  SANDBOX_IMAGE_REPOSITORY,
+  SANDBOX_REGISTRY_HOST,
+} from "../image/index.js";
 import {
   connectBuildkit,
   type Sandbox,
@@ -20,6 +25,7 @@ import {
 import { cpioArchive, guestDisks } from "./guest-disks.js";
 import { probeKvm } from "./kvm-probe.js";
 import { vmAssets } from "./vm-assets.js";
+import { consoleLogEntries, type SandboxContainer, vmInspect } from "./vm-container-view.js";
 import { consoleTail, VmProcess } from "./vm-process.js";
 
 const run = promisify(execFile);
@@ -53,6 +59,30 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
   readonly kind = "vm";
   readonly #vmDir: string;
   #vm: VmProcess | undefined;
+  #createdAt = new Date();
+  #imageId = "";
+
+  /** `docker inspect/logs arca-buildkit`: the VM as a container (QEMU's pid, the serial console). */
+  readonly container: SandboxContainer = {
+    inspect: () =>
+      vmInspect({
+        name: SANDBOX_IMAGE_REPOSITORY,
+        channelDir: this.channelDir,
+        imageId: this.#imageId,
+        pid: this.#vm?.running ? this.#vm.pid : undefined,
+        startedAt: this.#vm?.startedAt,
+        createdAt: this.#createdAt,
+        restarts: this.#vm?.restarts ?? 0,
+        consoleLog: this.consoleLog,
+        cacheDisk: path.join(this.#vmDir, "cache.img"),
+        memoryBytes: this.#memoryBytes,
+      }),
+    logs: (opts = {}) => consoleLogEntries(this.consoleLog, opts, () => this.#vm?.running === true),
+  };
+
+  get #memoryBytes(): number {
+    return this.opts.memoryBytes ?? 2 * 2 ** 30;
+  }
 
   constructor(private readonly opts: VmSandboxOptions) {
     super(opts);
@@ -119,11 +149,13 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
       cacheDisk,
       channelDir: this.channelDir,
       consoleLog: this.consoleLog,
-      memoryMiB: Math.floor((this.opts.memoryBytes ?? 2 * 2 ** 30) / (1 << 20)),
+      memoryMiB: Math.floor(this.#memoryBytes / (1 << 20)),
       cpus: Math.max(1, os.availableParallelism()),
       accel,
       log,
     });
+    this.#imageId = manifest.digest;
+    this.#createdAt = new Date();
     await this.#vm.start();
     const client = await this.#waitReady(log, signal);
     return {
