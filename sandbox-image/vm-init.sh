@@ -17,6 +17,8 @@ modprobe vmw_vsock_virtio_transport || echo "arca-vm: cannot load the vsock tran
 echo /sbin/modprobe >/proc/sys/kernel/modprobe
 cp -a /etc/arca/channel/. /run/arca/ 2>/dev/null
 echo "arca-vm: network interfaces: $(ls /sys/class/net | tr '\n' ' ')"
+# docker exec arca-buildkit: the host's only way to run a command here (vsock; steps cannot open AF_VSOCK).
+/usr/local/bin/arca-vm-exec --port "$(cat /run/arca/exec-port)" &
 # The proxy's rules come with the daemon's configuration (one place knows the ports).
 ARCA_PROXY_FORWARDS="$(cat /run/arca/proxy-forwards)"
 export ARCA_PROXY_FORWARDS

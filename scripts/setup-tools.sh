@@ -158,6 +158,8 @@ build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
 build_own_go_tool arca-console-relay "$here/../tools/console-relay"
 # A static network probe the tests copy into RUN steps.
 build_own_go_tool arca-net-probe "$here/../tools/net-probe"
+# The VM sandbox's exec service (in the guest's root only).
+build_own_go_tool arca-vm-exec "$here/../tools/vm-exec"
 
 # The VM sandbox: QEMU and kmod's depmod from Debian (no recommends: no GUI, no
 # network boot ROMs), vhost-device-vsock from crates.io, the guest kernel.

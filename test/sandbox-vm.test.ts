@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -173,12 +174,11 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     assert.equal(c?.HostConfig.RestartPolicy.Name, "always");
     assert.equal(c?.Config.Labels["com.arca.sandbox"], "vm");
     assert.match((await ok(["logs", "arca-buildkit"])).stdout, /^arca-vm: network interfaces: lo $/m);
-    const exec = await cli(["exec", "arca-buildkit", "true"]);
-    assert.notEqual(exec.code, 0);
-    assert.match(
-      exec.stderr,
-      /exec into the VM sandbox is not supported yet; its serial console is \S+console\.log/,
-    );
+    // docker exec runs in the guest through its exec service on vsock: output, exit code, stdin.
+    const exec = await cli(["exec", "arca-buildkit", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert.deepEqual([exec.code, exec.stdout, exec.stderr], [3, "out\n", "err\n"]);
+    const piped = await run("sh", ["-c", "echo through-stdin | docker exec -i arca-buildkit cat"], { env });
+    assert.equal(piped.stdout, "through-stdin\n");
     const cmdline = (await readFile(`/proc/${await qemuPid()}/cmdline`, "utf8")).split("\0");
     assert.ok(cmdline.includes("-nodefaults"), "QEMU gets no default devices (no NIC)");
     assert.ok(!cmdline.some((a) => /^-(nic|netdev|net)$/.test(a)), cmdline.join(" "));
@@ -219,6 +219,56 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     } finally {
       useDaemon(vmRoot);
       await runc.stop();
+    }
+  });
+
+  test("the proxy's vsock listener and dialer (its Go test) work over the real device in the guest", async () => {
+    const bin = path.join(tmp, "endpoint.test");
+    await run("go", ["test", "-c", "-o", bin, "./internal/endpoint"], {
+      cwd: path.resolve(import.meta.dirname, "../sandbox-image/proxy"),
+      env: { ...process.env, CGO_ENABLED: "0" },
+    });
+    await run(
+      "sh",
+      [
+        "-c",
+        `docker exec -i arca-buildkit sh -c 'cat > /tmp/endpoint.test && chmod +x /tmp/endpoint.test' < ${bin}`,
+      ],
+      { env },
+    );
+    // The host's side: an echo server where the guest's dial to CID 2 arrives...
+    const hostPort = path.join(vmRoot, "run/sandbox/vsock.sock_9101");
+    const server = net.createServer((c) => c.once("data", (d) => c.end(`host:${d}`)));
+    await new Promise<void>((r) => server.listen(hostPort, r));
+    try {
+      const guest = cli([
+        "exec",
+        ...["-e", "ARCA_VSOCK_LISTEN_PORT=9100", "-e", "ARCA_VSOCK_DIAL_PORT=9101"],
+        ...["arca-buildkit", "/tmp/endpoint.test", "-test.run", "TestVsockDevice", "-test.v"],
+      ]);
+      // ...and a connection to the guest's listener through the hybrid-vsock socket, once it listens.
+      let reply = "";
+      for (let i = 0; i < 120 && !reply; i++) {
+        const sock = await parseDialAddress(`vsock-uds://${path.join(vmRoot, "run/sandbox/vsock.sock")}:9100`)
+          .dial()
+          .catch(() => undefined);
+        if (!sock) {
+          await delay(250);
+          continue;
+        }
+        sock.write("hello guest\n");
+        reply = await new Promise<string>((resolve) => {
+          sock.once("data", (d: Buffer) => resolve(d.toString()));
+          sock.once("close", () => resolve(""));
+        });
+        sock.destroy();
+      }
+      assert.equal(reply, "guest:hello guest\n");
+      const r = await guest;
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /--- PASS: TestVsockDevice/);
+    } finally {
+      server.close();
     }
   });
 

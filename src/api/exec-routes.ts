@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { Readable, Writable } from "node:stream";
-import type { ExecProcess } from "../runtime/index.js";
+import type { ExecOptions, ExecProcess } from "../runtime/index.js";
 import { errorMessage } from "../util/index.js";
 import { type ExecConfig, type ExecRecord, type ExecStore, execInspect } from "./container-exec-store.js";
 import { readJsonBody, readUpgradeBody } from "./container-json-body.js";
@@ -18,14 +18,10 @@ const EXEC_START_FAILED = 126;
 export function registerExecRoutes(router: Router, deps: ApiDeps, execs: ExecStore): void {
   router.add("POST", "/containers/{name}/exec", async ({ req, res, params }) => {
     const body = await readJsonBody(req);
-    const vm = sandboxContainer(deps, params.name as string);
-    if (vm) {
-      throw new ApiError(
-        "not_implemented",
-        `exec into the VM sandbox is not supported yet; its serial console is ${vm.inspect().LogPath} (docker logs ${params.name})`,
-      );
-    }
-    const c = deps.runtime.get(params.name as string);
+    const vm = sandboxContainer(deps, params.name as string)?.inspect();
+    const c = vm
+      ? { id: vm.Id, name: vm.Name.slice(1), status: vm.State.Running ? "running" : "restarting" }
+      : deps.runtime.get(params.name as string);
     if (c.status === "restarting")
       throw new ApiError("conflict", `Container ${c.id} is restarting, wait until the container is running`);
     if (c.status !== "running") throw new ApiError("conflict", `Container ${c.id} is not running`);
@@ -175,7 +171,12 @@ async function startProcess(
   signal?: AbortSignal,
 ): Promise<ExecProcess> {
   try {
-    const proc = await deps.runtime.exec(rec.containerId, {
+    const vm = deps.buildkit.container;
+    const exec =
+      vm && vm.inspect().Id === rec.containerId
+        ? vm.exec
+        : (o: ExecOptions) => deps.runtime.exec(rec.containerId, o);
+    const proc = await exec({
       cmd: rec.config.cmd,
       env: rec.config.env,
       user: rec.config.user || undefined,

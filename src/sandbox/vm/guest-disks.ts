@@ -59,6 +59,9 @@ export async function guestDisks(i: GuestDiskInputs): Promise<GuestDisks> {
         layer: i.layerDigest,
         kernel: i.assets.release,
         kernelStamp: (await stat(i.assets.kernel)).mtimeMs,
+        vmExec: createHash("sha256")
+          .update(await readFile(i.assets.vmExec))
+          .digest("hex"),
         epoch: i.epoch,
         texts: Object.fromEntries(Object.entries(texts).map(([k, v]) => [k, sha256(v)])),
       }),
@@ -115,6 +118,8 @@ async function rootImage(i: GuestDiskInputs, texts: GuestTexts, work: string, ke
   await mkdir(path.join(tree, "sbin"), { recursive: true });
   await symlink("/bin/busybox", path.join(tree, "sbin/modprobe"));
   await writeFile(path.join(tree, "sbin/arca-vm-init"), texts.vmInit, { mode: 0o755 });
+  await copyFile(i.assets.vmExec, path.join(tree, "usr/local/bin/arca-vm-exec"));
+  await chmod(path.join(tree, "usr/local/bin/arca-vm-exec"), 0o755);
   await chmod(path.join(tree, "sbin/arca-vm-init"), 0o755);
   // erofs: read-only by design, and reproducible: one timestamp for every file, a fixed UUID, root-owned.
   const uuid = [

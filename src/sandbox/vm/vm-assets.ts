@@ -13,6 +13,8 @@ export interface VmAssets {
   modulesDir: string;
   release: string;
   busybox: string;
+  /** The guest's exec service (tools/vm-exec). */
+  vmExec: string;
 }
 
 /** Finds the VM's tools in the tools dir and on PATH, or says what to run. */
@@ -31,10 +33,12 @@ export function vmAssets(toolsBin: string): VmAssets {
   if (!existsSync(kernel) || releases.length !== 1 || !release) throw missing(`the guest kernel in ${kdir}`);
   const busybox = path.join(toolsBin, "busybox");
   if (!existsSync(busybox)) throw missing(`busybox in ${toolsBin}`);
+  const vmExec = path.join(toolsBin, "arca-vm-exec");
+  if (!existsSync(vmExec)) throw missing(`arca-vm-exec in ${toolsBin}`);
   for (const tool of ["mkfs.erofs", "mke2fs", "cpio", "modprobe", "tar"]) {
     if (!onPath(tool)) throw missing(tool);
   }
-  return { qemu, vhostDeviceVsock, kernel, modulesDir, release, busybox };
+  return { qemu, vhostDeviceVsock, kernel, modulesDir, release, busybox, vmExec };
 }
 
 function onPath(cmd: string): string | undefined {

@@ -1,12 +1,19 @@
 import { createHash } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ContainerInspect, LogEntry, LogsOptions } from "../../runtime/index.js";
+import type {
+  ContainerInspect,
+  ExecOptions,
+  ExecProcess,
+  LogEntry,
+  LogsOptions,
+} from "../../runtime/index.js";
 
-/** What `docker inspect/logs arca-buildkit` show of a sandbox that is not a runc container. */
+/** What `docker inspect/logs/exec arca-buildkit` reach of a sandbox that is not a runc container. */
 export interface SandboxContainer {
   inspect(): ContainerInspect;
   logs(opts?: LogsOptions): AsyncIterable<LogEntry>;
+  exec(opts: ExecOptions): Promise<ExecProcess>;
 }
 
 export interface VmViewState {

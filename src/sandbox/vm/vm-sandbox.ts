@@ -26,12 +26,15 @@ import { cpioArchive, guestDisks } from "./guest-disks.js";
 import { probeKvm } from "./kvm-probe.js";
 import { vmAssets } from "./vm-assets.js";
 import { consoleLogEntries, type SandboxContainer, vmInspect } from "./vm-container-view.js";
+import { vmExec } from "./vm-exec-client.js";
 import { consoleTail, VmProcess } from "./vm-process.js";
 
 const run = promisify(execFile);
 
 /** buildkitd's port in the guest, on vsock (the proxy forwards it to loopback TCP). */
 export const VM_BUILDKIT_PORT = 8088;
+/** The guest's exec service (tools/vm-exec) on vsock. */
+const VM_EXEC_PORT = 8090;
 /** Host ports (CID 2) the guest's proxy dials for the registry endpoint and the egress proxy. */
 const VM_REGISTRY_PORT = Number(SANDBOX_REGISTRY_HOST.split(":")[1]);
 /** How long a VM may take from launch to a BuildKit with a worker (TCG boots are slow). */
@@ -78,6 +81,7 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
         memoryBytes: this.#memoryBytes,
       }),
     logs: (opts = {}) => consoleLogEntries(this.consoleLog, opts, () => this.#vm?.running === true),
+    exec: (opts) => vmExec(`vsock-uds://${this.#vsockSocket}:${VM_EXEC_PORT}`, opts),
   };
 
   get #memoryBytes(): number {
@@ -220,6 +224,7 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
       `tcp:0.0.0.0:${EGRESS_PORT}=vsock:2:${EGRESS_PORT}`,
     ];
     await writeFile(path.join(tree, "proxy-forwards"), `${forwards.join(" ")}\n`);
+    await writeFile(path.join(tree, "exec-port"), `${VM_EXEC_PORT}\n`);
     await cpioArchive(path.dirname(tree), path.join(dir, "config.cpio"), signal);
     const out = path.join(this.#vmDir, "initrd.img");
     await run(
