@@ -13,6 +13,8 @@ TOOLS_DIR="${ARCA_TOOLS_DIR:-$HOME/.cache/arca/tools}"
 BIN="$TOOLS_DIR/bin"
 mkdir -p "$BIN"
 step() { printf '[arca setup] %s\n' "$*" >&2; }
+# Another apt run (an unattended upgrade, a second set-up) holds the locks for a while: wait for it.
+apt_get() { apt-get -o DPkg::Lock::Timeout=300 "$@"; }
 t0=$(date +%s)
 
 need_apt=()
@@ -37,8 +39,8 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  apt_get update -qq >/dev/null
+  apt_get install -y -qq "${need_apt[@]}" >/dev/null
 else
   step "runc, busybox-static, docker.io, nftables: present"
 fi
@@ -172,8 +174,8 @@ command -v cpio >/dev/null 2>&1 || need_vm+=(cpio)
 if [ ${#need_vm[@]} -gt 0 ]; then
   step "apt-get install ${need_vm[*]} (VM sandbox)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null; }
+  apt_get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null 2>&1 ||
+    { apt_get update -qq >/dev/null && apt_get install -y -qq --no-install-recommends "${need_vm[@]}" >/dev/null; }
 fi
 vstamp="$BIN/.vhost-device-vsock-$VHOST_DEVICE_VSOCK_VERSION"
 if [ -x "$BIN/vhost-device-vsock" ] && [ -f "$vstamp" ]; then
@@ -194,8 +196,8 @@ else
   step "guest kernel $VM_KERNEL_PACKAGE $VM_KERNEL_VERSION: downloading"
   ktmp="$(mktemp -d)"
   chmod 0777 "$ktmp" # apt-get download drops to _apt
-  ( cd "$ktmp" && { apt-get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION" 2>/dev/null ||
-      { apt-get update -qq >/dev/null && apt-get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION"; }; } )
+  ( cd "$ktmp" && { apt_get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION" 2>/dev/null ||
+      { apt_get update -qq >/dev/null && apt_get download -qq "$VM_KERNEL_PACKAGE=$VM_KERNEL_VERSION"; }; } )
   dpkg-deb -x "$ktmp"/*.deb "$ktmp/root"
   krel="$(ls "$ktmp/root/lib/modules")"
   depmod -b "$ktmp/root" "$krel"
