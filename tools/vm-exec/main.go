@@ -40,6 +40,9 @@ const (
 	outStderr = 2
 	outExit   = 3
 	outFailed = 4
+
+	// maxFrame bounds what one frame may make this program allocate.
+	maxFrame = 1 << 20
 )
 
 type request struct {
@@ -178,7 +181,14 @@ func readInput(in *bufio.Reader, cmd *exec.Cmd, stdin io.WriteCloser, tty *os.Fi
 			}
 			return
 		}
-		payload := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n > maxFrame {
+			if cmd.Process != nil {
+				cmd.Process.Kill()
+			}
+			return
+		}
+		payload := make([]byte, n)
 		if _, err := io.ReadFull(in, payload); err != nil {
 			return
 		}

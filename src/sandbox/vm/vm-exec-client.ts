@@ -11,6 +11,8 @@ const OUT_STDOUT = 1;
 const OUT_STDERR = 2;
 const OUT_EXIT = 3;
 const OUT_FAILED = 4;
+/** The guest sends at most 32 KiB per frame; a longer one is a guest misbehaving, not data to buffer. */
+const MAX_FRAME = 1 << 20;
 const SIGTERM = 15;
 const SIGKILL = 9;
 
@@ -55,6 +57,8 @@ export async function vmExec(addr: string, o: ExecOptions): Promise<ExecProcess>
     buf = buf.length ? Buffer.concat([buf, d]) : d;
     while (buf.length >= 5) {
       const len = buf.readUInt32BE(1);
+      if (len > MAX_FRAME)
+        return end(new Error(`exec in the VM sandbox: a ${len}-byte frame from the guest`));
       if (buf.length < 5 + len) break;
       const kind = buf[0];
       const payload = buf.subarray(5, 5 + len);
