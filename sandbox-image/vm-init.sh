@@ -22,4 +22,6 @@ echo "arca-vm: network interfaces: $(ls /sys/class/net | tr '\n' ' ')"
 # The proxy's rules come with the daemon's configuration (one place knows the ports).
 ARCA_PROXY_FORWARDS="$(cat /run/arca/proxy-forwards)"
 export ARCA_PROXY_FORWARDS
-exec /entrypoint.sh
+# Everything from here on (buildkitd, runc, RUN steps) runs without i386 socketcall(2): see
+# tools/vm-exec/nosocketcall.go (a 32-bit step could otherwise open AF_VSOCK past its seccomp profile).
+exec /usr/local/bin/arca-vm-exec --no-socketcall /entrypoint.sh

@@ -160,6 +160,8 @@ build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
 build_own_go_tool arca-console-relay "$here/../tools/console-relay"
 # A static network probe the tests copy into RUN steps.
 build_own_go_tool arca-net-probe "$here/../tools/net-probe"
+# Its 32-bit build: Go's 386 port makes sockets through socketcall(2) (the VM sandbox's tests).
+GOARCH=386 build_own_go_tool arca-net-probe-386 "$here/../tools/net-probe"
 # The VM sandbox's exec service (in the guest's root only).
 build_own_go_tool arca-vm-exec "$here/../tools/vm-exec"
 

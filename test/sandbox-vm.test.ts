@@ -65,6 +65,7 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     const dir = path.join(tmp, `ctx-${++ctxCount}`);
     await mkdir(dir, { recursive: true });
     await copyFile(tool("arca-net-probe"), path.join(dir, "arca-net-probe"));
+    await copyFile(tool("arca-net-probe-386"), path.join(dir, "arca-net-probe-386"));
     await writeFile(path.join(dir, "Dockerfile"), dockerfile);
     return dir;
   };
@@ -300,8 +301,11 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
           "RUN for t in 10.89.0.1:8088 10.89.0.1:5991 10.89.0.1:22 127.0.0.1:8088 127.0.0.1:5991;",
           'do if /probe connect $t; then echo "REACHED $t"; exit 1; fi; done; echo fenced',
         ].join(" "),
-        // vsock is not namespaced: a step could dial the host's channel ports but for the seccomp profile.
+        // vsock is not namespaced: a step could dial the host's channel ports but for the seccomp profile,
+        // and a 32-bit program (socketcall, whose family no filter reads) but for the guest-wide filter.
+        "COPY arca-net-probe-386 /probe386",
         'RUN for p in 5991 3128; do if /probe vsock 2 $p; then echo "REACHED vsock $p"; exit 1; fi; done; echo vsock-fenced',
+        'RUN for p in 5991 3128; do if /probe386 vsock 2 $p; then echo "REACHED vsock $p"; exit 1; fi; done; echo vsock386-fenced',
         `RUN /probe get http://files.arca.test:${origin.httpPort}/random`,
         "",
       ].join("\n"),
@@ -309,7 +313,9 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
     const r = await ok(["build", "--no-cache", ctx], { DOCKER_BUILDKIT: "0" });
     assert.match(r.stdout, /[\nm]fenced\n/);
     assert.match(r.stdout, /vsock-fenced/);
-    assert.match(r.stdout, /socket\(AF_VSOCK\): operation not permitted/);
+    assert.match(r.stdout, /vsock386-fenced/);
+    // Both probes, 64- and 32-bit, twice each: refused before any connect.
+    assert.equal(r.stdout.match(/socket\(AF_VSOCK\): operation not permitted/g)?.length, 4, r.stdout);
     assert.doesNotMatch(r.stdout, /REACHED (\d|vsock \d)/);
     assert.ok(r.stdout.includes(`size=${RANDOM_SIZE} sha256=${origin.randomSha256}`), r.stdout);
     const audit = await readFile(path.join(vmRoot, "egress.log"), "utf8");

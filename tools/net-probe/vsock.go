@@ -36,8 +36,7 @@ func vsockConnect(cidArg, portArg string) {
 	}
 	defer syscall.Close(fd)
 	sa := sockaddrVM{family: afVsock, port: uint32(port), cid: uint32(cid)}
-	_, _, errno := syscall.Syscall(syscall.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
-	if errno != 0 {
+	if errno := connectRaw(fd, unsafe.Pointer(&sa), unsafe.Sizeof(sa)); errno != 0 {
 		fail(fmt.Sprintf("connect(vsock %d:%d): %s", cid, port, errno.Error()))
 	}
 	fmt.Println("open")

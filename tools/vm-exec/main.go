@@ -56,7 +56,13 @@ type request struct {
 
 func main() {
 	port := flag.Uint("port", 8090, "vsock port to listen on (any CID)")
+	noSocketcall := flag.Bool("no-socketcall", false, "instead of serving: refuse i386 socketcall(2) to ARGS and all they start, and exec ARGS")
 	flag.Parse()
+	if *noSocketcall {
+		err := execWithoutSocketcall(flag.Args())
+		fmt.Fprintln(os.Stderr, "arca-vm-exec:", err)
+		os.Exit(1)
+	}
 	// VMADDR_CID_ANY: whatever context ID the guest was given.
 	l, err := vsock.ListenContextID(0xFFFFFFFF, uint32(*port), nil)
 	if err != nil {

@@ -90,6 +90,12 @@ describe("vmExec (the host side of the VM's exec service)", { timeout: 10_000 },
     await assert.rejects(proc.exitCode, /a 4294967295-byte frame from the guest/);
   });
 
+  it("a malformed exit frame ends the exec with an error (never an exception in the daemon)", async () => {
+    const file = await fakeGuest("short.sock", (sock) => sock.write(frame(3, Buffer.from([0]))));
+    const proc = await vmExec(`vsock-uds://${file}:8090`, { cmd: ["true"] });
+    await assert.rejects(proc.exitCode, /a malformed exit frame/);
+  });
+
   it("a start failure in the guest rejects the exit code with its message", async () => {
     const file = await fakeGuest("fail.sock", (sock) => {
       sock.write(frame(4, Buffer.from('exec: "nosuch": executable file not found in $PATH')));

@@ -65,8 +65,10 @@ export async function vmExec(addr: string, o: ExecOptions): Promise<ExecProcess>
       buf = buf.subarray(5 + len);
       if (kind === OUT_STDOUT) stdout.write(Buffer.from(payload));
       else if (kind === OUT_STDERR) stderr.write(Buffer.from(payload));
-      else if (kind === OUT_EXIT) return end(undefined, payload.readInt32BE(0));
-      else if (kind === OUT_FAILED) return end(new Error(`exec in the VM sandbox: ${payload.toString()}`));
+      else if (kind === OUT_EXIT) {
+        if (payload.length !== 4) return end(new Error("exec in the VM sandbox: a malformed exit frame"));
+        return end(undefined, payload.readInt32BE(0));
+      } else if (kind === OUT_FAILED) return end(new Error(`exec in the VM sandbox: ${payload.toString()}`));
     }
   });
   sock.on("error", () => {});
