@@ -157,7 +157,10 @@ export class ContentStore {
           cb(null, chunk);
         },
       });
-      await pipeline(source, hasher, createWriteStream(tmp, { flags: "wx", highWaterMark: IO_CHUNK }), {
+      // Opened before the pipeline: a lazily opened stream could create the file after a failed
+      // pipeline's cleanup below had already run, leaving a temp file behind.
+      const fh = await open(tmp, "wx");
+      await pipeline(source, hasher, fh.createWriteStream({ highWaterMark: IO_CHUNK }), {
         signal: opts.signal,
       });
       const info = verify(hashDigest(hash), size, expected, opts.expectedSize);
