@@ -146,23 +146,32 @@ async function rootImage(i: GuestDiskInputs, texts: GuestTexts, work: string, ke
 
 async function initramfs(i: GuestDiskInputs, texts: GuestTexts, work: string): Promise<void> {
   const tree = path.join(work, "initrd");
-  await mkdir(path.join(tree, "bin"), { recursive: true });
+  await initramfsTree(tree, i.assets.busybox, texts.init);
   await mkdir(path.join(tree, "modules"));
-  await copyFile(i.assets.busybox, path.join(tree, "bin/busybox"));
-  await chmod(path.join(tree, "bin/busybox"), 0o755);
-  await writeFile(path.join(tree, "init"), texts.init, { mode: 0o755 });
   const order: string[] = [];
   for (const file of diskModules(i.assets)) {
     await copyFile(file, path.join(tree, "modules", path.basename(file)));
     order.push(path.basename(file));
   }
   await writeFile(path.join(tree, "modules/order"), `${order.join("\n")}\n`);
-  await stampTree(tree, i.epoch);
-  await cpioArchive(tree, path.join(work, "initrd.cpio"), i.signal);
+  await cpioArchive(tree, path.join(work, "initrd.cpio"), i.signal, i.epoch);
 }
 
-/** A newc archive of a directory's tree (sorted names, owners root, inode numbers reset). */
-export async function cpioArchive(tree: string, out: string, signal?: AbortSignal): Promise<void> {
+/** An initramfs tree of its own: static busybox at /bin/busybox and `init` as /init. */
+export async function initramfsTree(tree: string, busybox: string, init: string): Promise<void> {
+  await mkdir(path.join(tree, "bin"), { recursive: true });
+  await copyFile(busybox, path.join(tree, "bin/busybox"));
+  await chmod(path.join(tree, "bin/busybox"), 0o755);
+  await writeFile(path.join(tree, "init"), init, { mode: 0o755 });
+  await chmod(path.join(tree, "init"), 0o755);
+}
+
+/**
+ * A newc archive of a directory's tree: sorted names, owners root, inode numbers reset and
+ * every mtime the epoch (cpio has no option for that, so the tree is stamped first).
+ */
+export async function cpioArchive(tree: string, out: string, signal?: AbortSignal, epoch = 0): Promise<void> {
+  await stampTree(tree, epoch);
   const names = (await listTree(tree)).sort();
   await new Promise<void>((resolve, reject) => {
     const child = execFile(

@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { constants } from "node:fs";
-import { access, chmod, copyFile, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { access, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { cpioArchive } from "./guest-disks.js";
-import type { VmAssets } from "./vm-assets.js";
+import { cpioArchive, initramfsTree } from "./guest-disks.js";
+import { qemuMachineArgs, type VmAssets } from "./vm-assets.js";
 
 /** A KVM boot that has not reached init by then has failed (a TCG boot takes ~2 s). */
 const PROBE_TIMEOUT_MS = 20_000;
@@ -38,14 +38,12 @@ export async function probeKvm(assets: VmAssets, dir: string, signal?: AbortSign
     .then((t) => JSON.parse(t) as { identity: string; result: KvmProbe })
     .catch(() => undefined);
   if (cached?.identity === identity) return cached.result;
-  await mkdir(path.join(dir, "kvm-probe", "bin"), { recursive: true });
   const tree = path.join(dir, "kvm-probe");
-  await copyFile(assets.busybox, path.join(tree, "bin", "busybox"));
-  await chmod(path.join(tree, "bin", "busybox"), 0o755);
-  await writeFile(
-    path.join(tree, "init"),
+  await rm(tree, { recursive: true, force: true });
+  await initramfsTree(
+    tree,
+    assets.busybox,
     `#!/bin/busybox sh\n/bin/busybox echo "${PROBE_OK}"\n/bin/busybox poweroff -f\n`,
-    { mode: 0o755 },
   );
   const initrd = path.join(dir, "kvm-probe.cpio");
   await cpioArchive(tree, initrd, signal);
@@ -58,11 +56,7 @@ function bootOnce(assets: VmAssets, initrd: string, signal?: AbortSignal): Promi
   return new Promise((resolve) => {
     execFile(
       assets.qemu,
-      [
-        ...["-nodefaults", "-no-user-config", "-machine", "q35", "-display", "none", "-no-reboot"],
-        ...["-accel", "kvm", "-cpu", "host", "-m", "256M", "-serial", "stdio"],
-        ...["-kernel", assets.kernel, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 loglevel=3"],
-      ],
+      qemuMachineArgs(assets, { accel: "kvm", memory: "256M", initrd, append: "loglevel=3" }),
       { timeout: PROBE_TIMEOUT_MS, signal, maxBuffer: 4 << 20 },
       (err, stdout, stderr) => {
         const out = `${stdout}${stderr}`;

@@ -65,3 +65,19 @@ export function diskModules(assets: VmAssets): string[] {
   }
   return files;
 }
+
+/**
+ * The machine both the VM and the KVM probe boot: q35 with no default devices (no NIC, no
+ * monitor), the serial console on stdio, the guest kernel and an initramfs.
+ */
+export function qemuMachineArgs(
+  assets: VmAssets,
+  o: { accel: "kvm" | "tcg"; memory: string; initrd: string; append: string },
+): string[] {
+  return [
+    ...["-nodefaults", "-no-user-config", "-machine", "q35", "-display", "none", "-no-reboot"],
+    ...["-accel", o.accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", o.accel === "kvm" ? "host" : "max"],
+    ...["-m", o.memory, "-serial", "stdio", "-kernel", assets.kernel, "-initrd", o.initrd],
+    ...["-append", `console=ttyS0 panic=-1 ${o.append}`],
+  ];
+}

@@ -4,7 +4,7 @@ import { appendFile, open, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { SandboxError } from "../errors.js";
-import type { VmAssets } from "./vm-assets.js";
+import { qemuMachineArgs, type VmAssets } from "./vm-assets.js";
 
 /** The guest's vsock CID (any above 2; one VM per vhost-device-vsock). */
 export const GUEST_CID = 3;
@@ -19,8 +19,10 @@ export interface VmProcessOptions {
   /** The initramfs for this start (the base plus the daemon's configuration). */
   initrd: string;
   cacheDisk: string;
-  /** vhost-user socket (QEMU ↔ vhost-device-vsock) and the hybrid-vsock socket live here. */
+  /** vhost-user socket (QEMU ↔ vhost-device-vsock) and the pid files live here. */
   channelDir: string;
+  /** The hybrid-vsock socket through which the host reaches guest ports. */
+  vsockSocket: string;
   /** Serial console and the tools' output, appended. */
   consoleLog: string;
   memoryMiB: number;
@@ -45,11 +47,6 @@ export class VmProcess {
   #startedAt = 0;
 
   constructor(private readonly o: VmProcessOptions) {}
-
-  /** The hybrid-vsock socket through which the host reaches guest ports. */
-  get vsockSocket(): string {
-    return path.join(this.o.channelDir, "vsock.sock");
-  }
 
   get pid(): number | undefined {
     return this.#qemu?.pid;
@@ -78,13 +75,13 @@ export class VmProcess {
   async #launch(): Promise<void> {
     const vhu = path.join(this.o.channelDir, "vhu.sock");
     await rm(vhu, { force: true });
-    await rm(this.vsockSocket, { force: true });
+    await rm(this.o.vsockSocket, { force: true });
     const logFd = await open(this.o.consoleLog, "a", 0o600);
     try {
       if (this.#restarts > 0) await logFd.write(`--- arca: VM restart ${this.#restarts} ---\n`);
       const vsock = spawn(
         this.o.assets.vhostDeviceVsock,
-        ["--guest-cid", String(GUEST_CID), "--socket", vhu, "--uds-path", this.vsockSocket],
+        ["--guest-cid", String(GUEST_CID), "--socket", vhu, "--uds-path", this.o.vsockSocket],
         { stdio: ["ignore", logFd.fd, "pipe"] },
       );
       this.#vsock = vsock;
@@ -111,18 +108,15 @@ export class VmProcess {
       this.#qemu = spawn(
         this.o.assets.qemu,
         [
-          ...["-nodefaults", "-no-user-config", "-machine", "q35", "-display", "none", "-no-reboot"],
-          ...[
-            "-accel",
-            this.o.accel === "kvm" ? "kvm" : "tcg,thread=multi",
-            "-cpu",
-            this.o.accel === "kvm" ? "host" : "max",
-          ],
-          ...["-smp", String(this.o.cpus), "-m", mem],
+          ...qemuMachineArgs(this.o.assets, {
+            accel: this.o.accel,
+            memory: mem,
+            initrd: this.o.initrd,
+            append: "loglevel=4",
+          }),
+          ...["-smp", String(this.o.cpus)],
           // vhost-user needs the guest's memory shareable with vhost-device-vsock.
           ...["-object", `memory-backend-memfd,id=mem,size=${mem},share=on`, "-numa", "node,memdev=mem"],
-          ...["-serial", "stdio", "-kernel", this.o.assets.kernel, "-initrd", this.o.initrd],
-          ...["-append", "console=ttyS0 panic=-1 loglevel=4"],
           ...["-drive", `file=${this.o.root},if=virtio,format=raw,readonly=on`],
           ...["-drive", `file=${this.o.cacheDisk},if=virtio,format=raw,discard=unmap`],
           ...["-chardev", `socket,id=vsock,path=${vhu}`, "-device", "vhost-user-vsock-pci,chardev=vsock"],

@@ -1,8 +1,9 @@
 import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync } from "node:fs";
 import { cp, mkdir, open, rename, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import type { ControlClient } from "../../buildkit/index.js";
@@ -152,6 +153,7 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
       initrd,
       cacheDisk,
       channelDir: this.channelDir,
+      vsockSocket: this.#vsockSocket,
       consoleLog: this.consoleLog,
       memoryMiB: Math.floor(this.#memoryBytes / (1 << 20)),
       cpus: Math.max(1, os.availableParallelism()),
@@ -227,18 +229,15 @@ export class VmSandbox extends SandboxLifecycle implements Sandbox {
     await writeFile(path.join(tree, "exec-port"), `${VM_EXEC_PORT}\n`);
     await cpioArchive(path.dirname(tree), path.join(dir, "config.cpio"), signal);
     const out = path.join(this.#vmDir, "initrd.img");
-    await run(
-      "sh",
-      [
-        "-c",
-        'cat "$1" "$2" > "$3.tmp" && chmod 600 "$3.tmp" && mv "$3.tmp" "$3"',
-        "sh",
-        base,
-        path.join(dir, "config.cpio"),
-        out,
-      ],
-      { signal },
+    // Linux unpacks concatenated newc archives in order: the base, then this start's configuration.
+    const concatenated = createWriteStream(`${out}.tmp`, { mode: 0o600 });
+    for (const part of [base, path.join(dir, "config.cpio")]) {
+      await pipeline(createReadStream(part), concatenated, { end: false, signal });
+    }
+    await new Promise<void>((resolve, reject) =>
+      concatenated.end((err?: Error | null) => (err ? reject(err) : resolve())),
     );
+    await rename(`${out}.tmp`, out);
     await rm(dir, { recursive: true, force: true });
     return out;
   }
