@@ -8,6 +8,7 @@ import {
   runImageBuild,
 } from "../build/index.js";
 import { registerDiskUsageRoute } from "./build-disk-usage.js";
+import { leaseForBuild } from "./build-lease.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { sendJSON, startJSONStream } from "./respond.js";
@@ -49,8 +50,7 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
       await runImageBuild(
         {
           dataRoot: deps.dataRoot,
-          client: (s) => deps.buildkit.client(s),
-          registryHost: deps.registryHost,
+          lease: (route, s) => leaseForBuild(deps, route, s),
           allowPush: deps.allowPush,
           maxContextSize: deps.maxContextSize,
           egress: deps.egress,
@@ -78,15 +78,26 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
 
   router.add("POST", "/build/prune", async ({ res, query, apiVersion, signal }) => {
     const opts = parsePruneParams(query, apiVersion);
-    const client = await deps.buildkit.client(signal);
+    const backends = await deps.pool.everyUp(signal);
     // A prune must make the next build really rebuild.
     builds.clear();
-    const report = await pruneBuildCache(client, opts, signal);
+    // Every backend of the pool is pruned: the cache is the pool's.
+    const report: { CachesDeleted: string[] | null; SpaceReclaimed: number } = {
+      CachesDeleted: null,
+      SpaceReclaimed: 0,
+    };
+    for (const b of backends) {
+      const r = await pruneBuildCache(b.client, opts, signal);
+      if (r.CachesDeleted) report.CachesDeleted = [...(report.CachesDeleted ?? []), ...r.CachesDeleted];
+      report.SpaceReclaimed += r.SpaceReclaimed;
+    }
     deps.events.emit("builder", "prune", "", { reclaimed: String(report.SpaceReclaimed) });
     sendJSON(res, 200, report);
   });
 
-  registerDiskUsageRoute(router, deps, (apiVersion, signal) =>
-    deps.buildkit.client(signal).then((c) => buildCacheUsage(c, apiVersion, signal)),
-  );
+  registerDiskUsageRoute(router, deps, async (apiVersion, signal) => {
+    const backends = await deps.pool.everyUp(signal);
+    const each = await Promise.all(backends.map((b) => buildCacheUsage(b.client, apiVersion, signal)));
+    return each.flat();
+  });
 }

@@ -1,3 +1,4 @@
+import type { BackendPool } from "../backends/index.js";
 import type { EgressProxy } from "../egress/index.js";
 import type { ImageStore, RegistryServer } from "../images/index.js";
 import type { RegistryClient } from "../registry/index.js";
@@ -10,7 +11,10 @@ export interface ApiDeps {
   dataRoot: string;
   store: ImageStore;
   runtime: Runtime;
+  /** The built-in sandbox (`docker inspect/logs/exec arca-buildkit`, `docker info`). */
   buildkit: Sandbox;
+  /** Where builds run: the built-in sandbox and any other backends, with routing and health. */
+  pool: BackendPool;
   /** Registry host as buildkitd in the sandbox reaches Arca's registry endpoint. */
   registryHost: string;
   /** Builds register the names their exporter pushes; the endpoint refuses every other push. */

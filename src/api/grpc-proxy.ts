@@ -44,7 +44,23 @@ export interface ResponseStreamRewrite {
 const MAX_UNARY_MESSAGE = 16 << 20;
 
 /**
- * Forwards one HTTP/2 stream (a gRPC call) to `upstream` as it is: request
+ * The BuildKit connection a call goes to: known at once, chosen from the call's headers
+ * (`later`), or from its request message (`byRequest`: the call is unary-request, e.g.
+ * Control.Solve or Status, and its message is read first).
+ */
+export type Upstream =
+  | http2.ClientHttp2Session
+  | { later: () => Promise<UpstreamChoice> }
+  | { byRequest: (msg: Uint8Array) => Promise<UpstreamChoice> };
+
+export interface UpstreamChoice {
+  session: http2.ClientHttp2Session;
+  /** Said when that connection dies mid-call (names the backend). */
+  lost?: string;
+}
+
+/**
+ * Forwards one HTTP/2 stream (a gRPC call) to its upstream as it is: request
  * headers (repeated values kept, from rawHeaders), data both ways with
  * backpressure, response headers and trailers; a reset on either side
  * resets the other. With a UnaryRewrite, the call is unary and its two
@@ -54,12 +70,38 @@ const MAX_UNARY_MESSAGE = 16 << 20;
 export function forwardStream(
   stream: http2.ServerHttp2Stream,
   rawHeaders: string[],
-  upstream: http2.ClientHttp2Session,
+  upstream: Upstream,
   rewriteWith?: UnaryRewrite | ResponseStreamRewrite,
 ): void {
+  stream.on("error", () => {});
+  if (!("later" in upstream) && !("byRequest" in upstream)) {
+    proxyCall(stream, rawHeaders, { session: upstream }, rewriteWith);
+    return;
+  }
+  const chosen =
+    "later" in upstream
+      ? upstream.later().then((choice) => ({ choice, body: undefined }))
+      : collect(stream).then(async (body) => ({
+          choice: await upstream.byRequest(unaryMessage(body)),
+          body,
+        }));
+  chosen.then(
+    ({ choice, body }) => proxyCall(stream, rawHeaders, choice, rewriteWith, body),
+    (err: unknown) => respondGrpcError(stream, err),
+  );
+}
+
+function proxyCall(
+  stream: http2.ServerHttp2Stream,
+  rawHeaders: string[],
+  { session: upstream, lost }: UpstreamChoice,
+  rewriteWith: UnaryRewrite | ResponseStreamRewrite | undefined,
+  /** The request body, already read. */
+  body?: Buffer,
+): void {
+  if (stream.closed || stream.destroyed) return;
   const rewrite = rewriteWith && "request" in rewriteWith ? rewriteWith : undefined;
   const mapStream = rewriteWith && "responseMessage" in rewriteWith ? rewriteWith : undefined;
-  stream.on("error", () => {});
   let up: http2.ClientHttp2Stream;
   try {
     up = upstream.request(requestHeaders(rawHeaders), { endStream: false });
@@ -80,12 +122,18 @@ export function forwardStream(
   up.on("close", () => {
     if (stream.closed) return;
     if (!responded) {
-      respondGrpcError(stream, new ApiError("unavailable", "BuildKit closed the call"));
+      respondGrpcError(
+        stream,
+        new ApiError(
+          "unavailable",
+          upstream.destroyed ? (lost ?? LOST_BUILDKIT) : "BuildKit closed the call",
+        ),
+      );
     } else if (up.rstCode !== undefined && up.rstCode !== NGHTTP2_NO_ERROR) {
       if (upstream.destroyed) {
         // The connection to BuildKit died (not BuildKit ending the call): say so in the status,
         // where a bare RST_STREAM would reach the client as "Canceled".
-        failure = grpcErrorTrailers(new ApiError("unavailable", LOST_BUILDKIT));
+        failure = grpcErrorTrailers(new ApiError("unavailable", lost ?? LOST_BUILDKIT));
         if (!stream.writableEnded) stream.end();
       } else stream.close(up.rstCode);
     }
@@ -123,7 +171,8 @@ export function forwardStream(
     } else up.pipe(stream);
   });
 
-  if (rewrite) rewriteRequest(stream, up, rewrite);
+  if (body) sendBody(stream, up, body, rewrite, mapStream);
+  else if (rewrite) rewriteRequest(stream, up, rewrite);
   else if (mapStream?.requestMessage) {
     const observe = mapStream.requestMessage.bind(mapStream);
     stream
@@ -150,6 +199,28 @@ function rewriteRequest(
     });
 }
 
+/** A request body read before the upstream was chosen: rewritten or observed, then sent whole. */
+function sendBody(
+  stream: http2.ServerHttp2Stream,
+  up: http2.ClientHttp2Stream,
+  body: Buffer,
+  rewrite: UnaryRewrite | undefined,
+  mapStream: ResponseStreamRewrite | undefined,
+): void {
+  if (!rewrite) {
+    mapStream?.requestMessage?.(unaryMessage(body));
+    up.end(body);
+    return;
+  }
+  Promise.resolve(rewrite.request(unaryMessage(body))).then(
+    (msg) => up.end(grpcFrame(msg)),
+    (err: unknown) => {
+      respondGrpcError(stream, err);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+    },
+  );
+}
+
 /** Buffers the response message and sends the rewritten one; rejects when the rewrite fails. */
 async function rewriteResponse(
   up: http2.ClientHttp2Stream,
@@ -166,7 +237,8 @@ async function rewriteResponse(
   stream.end(grpcFrame(await respond(unaryMessage(body))));
 }
 
-function collect(s: http2.Http2Stream): Promise<Buffer> {
+/** A call's whole body (bounded like a unary message). */
+export function collect(s: http2.Http2Stream): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

@@ -1,20 +1,21 @@
 import http2 from "node:http2";
 import type { Duplex } from "node:stream";
+import { fromBinary } from "@bufbuild/protobuf";
+import type { Placement } from "../backends/index.js";
 import { type BuildEgressGrant, type BuildMemo, openBuildEgress } from "../build/index.js";
-import type { ControlClient } from "../buildkit/index.js";
+import { LOST_BUILDKIT, SolveRequestSchema, StatusRequestSchema } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { EgressReports } from "./grpc-egress-report.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
-import { forwardStream, type ResponseStreamRewrite, type UnaryRewrite } from "./grpc-proxy.js";
-import { SOLVE_PATH, SolveRewrite } from "./grpc-solve.js";
+import { answerPoolDiskUsage, answerPoolPrune, DISK_USAGE_PATH, PRUNE_PATH } from "./grpc-pool-calls.js";
+import { forwardStream, type UpstreamChoice } from "./grpc-proxy.js";
+import { SOLVE_PATH, SolveRewrite, type SolveRewriteDeps } from "./grpc-solve.js";
 import { STATUS_PATH, StatusRewrite } from "./grpc-status.js";
 import { StoreOnlyRefs } from "./grpc-store-refs.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import type { HostLoopbackDeps } from "./host-loopback-ref.js";
 import type { Router } from "./router.js";
-
-const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
 
 /** Windows as large as the session bridge's: Solve requests carry whole LLB definitions. */
 const STREAM_WINDOW = 4 << 20;
@@ -50,11 +51,12 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
       const early = await skipUpgradeBody(req, socket, head);
       const gone = new AbortController();
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
-      const client = await deps.buildkit.client(gone.signal);
+      // As dockerd with its embedded BuildKit: the connection is taken once a backend answers.
+      await deps.pool.any(gone.signal);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
-      await serveGrpc(socket, early, client, deps, memo, gone.signal, {
+      await serveGrpc(socket, early, deps, memo, gone.signal, {
         storeOnlyRefs,
         egressReports,
         loopbackDomains,
@@ -67,20 +69,37 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
 }
 
 /**
- * Serves the client's HTTP/2 connection until it closes; one upstream
- * connection per client connection, so the client going away cancels every
- * call it had open on buildkitd (and with them their builds).
+ * Serves the client's HTTP/2 connection until it closes. Each call goes to
+ * its backend (see callUpstream) over one upstream connection per backend
+ * and client connection, so the client going away cancels every call it
+ * had open (and with them their builds).
  */
 function serveGrpc(
   socket: Duplex,
   early: Buffer,
-  client: ControlClient,
   deps: ApiDeps,
   memo: BuildMemo,
   signal: AbortSignal,
   refs: SolveRefs,
 ): Promise<void> {
-  const upstream = client.connectHttp2(signal);
+  const upstreams = new Map<string, http2.ClientHttp2Session>();
+  const named = deps.pool.targets.length > 1;
+  const connect = (p: Placement): UpstreamChoice => {
+    let up = upstreams.get(p.backend);
+    if (!up || up.destroyed || up.closed) {
+      const fresh = p.client.connectHttp2(signal);
+      // A backend that went away (restart, crash): its next call opens a new connection.
+      fresh.once("close", () => {
+        if (upstreams.get(p.backend) === fresh) upstreams.delete(p.backend);
+      });
+      upstreams.set(p.backend, fresh);
+      up = fresh;
+    }
+    return {
+      session: up,
+      lost: named ? `${LOST_BUILDKIT} (BuildKit backend "${p.backend}")` : LOST_BUILDKIT,
+    };
+  };
   // Node's default session memory cap (10 MB) is below the windows granted: a fast client would get ENHANCE_YOUR_CALM.
   const server = http2.createServer({ settings: { initialWindowSize: STREAM_WINDOW }, maxSessionMemory: 64 });
   // One egress credential per client connection (one buildx invocation), made when a build first
@@ -94,12 +113,13 @@ function serveGrpc(
     if (ref) refs.egressReports.set(ref, (opts) => grant.report(opts));
     return grant.stepProxy;
   };
+  const call: CallContext = { deps, memo, signal, refs, stepProxy, connect };
   return new Promise((resolve) => {
     let session: http2.ServerHttp2Session | undefined;
     const done = () => {
       egress?.finish();
       egress = undefined;
-      upstream.destroy();
+      for (const up of upstreams.values()) up.destroy();
       session?.destroy();
       socket.destroy();
       resolve();
@@ -107,11 +127,6 @@ function serveGrpc(
     socket.once("close", done);
     // The HTTP server's sockets allow half-open; HTTP/2 has no use for it: EOF means the client is gone.
     socket.once("end", done);
-    // buildkitd went away (sandbox restart): let the client reconnect rather than hang.
-    upstream.once("close", () => {
-      if (session && !session.closed) session.close(done);
-      else done();
-    });
     server.on("session", (s) => {
       session = s;
       s.on("error", () => {});
@@ -127,19 +142,17 @@ function serveGrpc(
       rawHeaders?: string[],
     ) => {
       const path = String(headers[":path"]);
-      // Classic builds answered from memory would outlive the cache this prunes.
-      if (path === PRUNE_PATH) memo.clear();
-      // A gateway client's calls name their solve (BuildKit's client/buildid).
-      const buildId = headers["buildkit-controlapi-buildid"];
-      const rewrite = rewriteFor(
-        path,
-        deps,
-        stream,
-        stepProxy,
-        refs,
-        typeof buildId === "string" ? buildId : undefined,
-      );
-      forwardStream(stream, rawHeaders ?? [], upstream, rewrite);
+      if (path === PRUNE_PATH) {
+        // Classic builds answered from memory would outlive the cache this prunes.
+        memo.clear();
+        answerPoolPrune(stream, deps.pool, signal);
+        return;
+      }
+      if (path === DISK_USAGE_PATH) {
+        answerPoolDiskUsage(stream, deps.pool, signal);
+        return;
+      }
+      routeCall(stream, headers, rawHeaders ?? [], path, call);
     };
     server.on("stream", onStream);
     // Bytes that followed the request headers are the client's connection preface.
@@ -156,6 +169,154 @@ interface SolveRefs {
   loopbackDomains: Map<number, string>;
 }
 
+interface CallContext {
+  deps: ApiDeps;
+  memo: BuildMemo;
+  signal: AbortSignal;
+  refs: SolveRefs;
+  stepProxy: (ref?: string) => string | undefined;
+  connect: (p: Placement) => UpstreamChoice;
+}
+
+/**
+ * Where each call goes, and the edits on its way:
+ * - Control.Solve runs where its session is (buildx's /session took a place by the context's
+ *   key), else takes a place by its own key; its ref then names that backend;
+ * - Control.Status and the gateway's LLBBridge calls follow their solve's ref;
+ * - Control.Session (a session over /grpc) takes a place as POST /session does;
+ * - the rest (ListWorkers, Info, history) answers for the pool from the first healthy backend.
+ */
+function routeCall(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  raw: string[],
+  path: string,
+  c: CallContext,
+): void {
+  const { deps, signal, refs, connect } = c;
+  const pool = deps.pool;
+  const callEnded = new AbortController();
+  stream.once("close", () => callEnded.abort(new ApiError("unavailable", "call closed")));
+  const callSignal = AbortSignal.any([signal, callEnded.signal]);
+  if (path === SOLVE_PATH) {
+    // Filled in once the solve is placed: the backend decides the registry host and step network.
+    const solveDeps: SolveRewriteDeps = {
+      ...deps,
+      ...callGrants(stream, deps, refs.loopbackDomains),
+      storeOnlyRefs: refs.storeOnlyRefs,
+    };
+    const rewrite = new SolveRewrite(solveDeps);
+    forwardStream(
+      stream,
+      raw,
+      {
+        byRequest: async (msg) => {
+          const req = fromBinary(SolveRequestSchema, msg);
+          let at: Placement | undefined = req.Session
+            ? await pool.sessionPlacement(req.Session, callSignal)
+            : undefined;
+          if (!at) {
+            const lease = await pool.acquire(solveKey(req), callSignal, req.Ref ? { ref: req.Ref } : {});
+            stream.once("close", () => lease.release());
+            at = lease;
+          }
+          if (req.Ref) {
+            const unbind = pool.bindRef(req.Ref, at.backend);
+            stream.once("close", unbind);
+          }
+          solveDeps.registryHost = at.registryHost;
+          solveDeps.stepProxy = at.stepEgress ? c.stepProxy : undefined;
+          return connect(at);
+        },
+      },
+      rewrite,
+    );
+    return;
+  }
+  if (path === STATUS_PATH) {
+    const rewrite = new StatusRewrite(
+      deps.registryHost,
+      refs.storeOnlyRefs,
+      refs.egressReports,
+      refs.loopbackDomains,
+    );
+    forwardStream(
+      stream,
+      raw,
+      {
+        byRequest: async (msg) => {
+          const ref = fromBinary(StatusRequestSchema, msg).Ref;
+          const at =
+            (ref ? await pool.refPlacement(ref, callSignal) : undefined) ?? (await pool.any(callSignal));
+          rewrite.registryHost = at.registryHost;
+          return connect(at);
+        },
+      },
+      rewrite,
+    );
+    return;
+  }
+  if (path === CONTROL_SESSION_PATH) {
+    const id = firstHeader(headers, "x-docker-expose-session-uuid");
+    const key = firstHeader(headers, "x-docker-expose-session-sharedkey") || `session:${id}`;
+    forwardStream(stream, raw, {
+      later: async () => {
+        const forget = id ? pool.expectSession(id) : () => {};
+        try {
+          const lease = await pool.acquire(key, callSignal, { session: id });
+          const unbind = id ? pool.bindSession(id, lease) : () => {};
+          stream.once("close", () => {
+            unbind();
+            lease.release();
+          });
+          return connect(lease);
+        } finally {
+          forget();
+        }
+      },
+    });
+    return;
+  }
+  // A gateway client's calls name their solve (BuildKit's client/buildid).
+  const buildId = firstHeader(headers, "buildkit-controlapi-buildid");
+  let stepEgress = false;
+  const placed = async () => {
+    const at =
+      (buildId ? await pool.refPlacement(buildId, callSignal) : undefined) ?? (await pool.any(callSignal));
+    stepEgress = at.stepEgress;
+    return connect(at);
+  };
+  // The frontend imports its caches during this call.
+  const rewrite =
+    path === GATEWAY_SOLVE_PATH
+      ? new GatewaySolveRewrite(
+          () => (stepEgress ? c.stepProxy(buildId) : undefined),
+          callGrants(stream, deps, refs.loopbackDomains),
+        )
+      : undefined;
+  forwardStream(stream, raw, { later: placed }, rewrite);
+}
+
+const CONTROL_SESSION_PATH = "/moby.buildkit.v1.Control/Session";
+
+function firstHeader(h: http2.IncomingHttpHeaders, name: string): string {
+  const v = h[name];
+  return (Array.isArray(v) ? v[0] : v) ?? "";
+}
+
+/** A solve without a client session: keyed by what it builds (frontend, context, target, platform). */
+function solveKey(req: ReturnType<typeof fromBinary<typeof SolveRequestSchema>>): string {
+  const a = req.FrontendAttrs;
+  return JSON.stringify([
+    "solve",
+    req.Frontend,
+    a.context ?? "",
+    a.filename ?? "",
+    a.target ?? "",
+    a.platform ?? "",
+  ]);
+}
+
 /** Host-loopback grants (localhost:PORT registries) that end when the call's stream closes. */
 function callGrants(
   stream: http2.ServerHttp2Stream,
@@ -170,31 +331,4 @@ function callGrants(
     loopbackDomains,
     ...(egress ? { hostLoopback: (port: number) => egress.allowHostLoopback(port) } : {}),
   };
-}
-
-/** The calls Arca edits on their way to buildkitd: both ways to start a frontend, and progress. */
-function rewriteFor(
-  path: string,
-  deps: ApiDeps,
-  stream: http2.ServerHttp2Stream,
-  stepProxy: (ref?: string) => string | undefined,
-  { storeOnlyRefs, egressReports, loopbackDomains }: SolveRefs,
-  buildId: string | undefined,
-): UnaryRewrite | ResponseStreamRewrite | undefined {
-  if (path === SOLVE_PATH) {
-    // The Solve call lasts as long as the build; its push grant ends with it.
-    return new SolveRewrite({
-      ...deps,
-      ...callGrants(stream, deps, loopbackDomains),
-      stepProxy,
-      storeOnlyRefs,
-    });
-  }
-  if (path === GATEWAY_SOLVE_PATH) {
-    // The frontend imports its caches during this call.
-    return new GatewaySolveRewrite(() => stepProxy(buildId), callGrants(stream, deps, loopbackDomains));
-  }
-  if (path === STATUS_PATH)
-    return new StatusRewrite(deps.registryHost, storeOnlyRefs, egressReports, loopbackDomains);
-  return undefined;
 }

@@ -19,7 +19,8 @@ export class StatusRewrite implements ResponseStreamRewrite {
   #failed = false;
 
   constructor(
-    private readonly registryHost: string,
+    /** Set once the call is placed: the registry host of the backend it follows. */
+    public registryHost: string,
     private readonly storeOnly?: StoreOnlyRefs,
     /** When given, the stream ends with the solve's egress report (summary, denials). */
     private readonly egressReports?: EgressReports,

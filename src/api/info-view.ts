@@ -4,6 +4,31 @@ import { isInternalRecord } from "./container-summary.js";
 import type { ApiDeps } from "./deps.js";
 import { ARCA_VERSION, versionAtLeast } from "./version.js";
 
+/** One DriverStatus line per backend of the pool (state, builds, cache), and what a remote one lacks. */
+function backendLines(deps: ApiDeps): [string, string][] {
+  const list = deps.pool.list();
+  const lines: [string, string][] = [["backends", String(list.length)]];
+  for (const b of list) {
+    const cache = b.cacheBytes === undefined ? "cache size unknown" : `cache ${formatBytes(b.cacheBytes)}`;
+    lines.push([
+      `backend ${b.name}`,
+      `${b.address} (${b.kind}), ${b.state}, ${b.running} running, ${b.done} done, max ${b.maxBuilds}, ${cache}`,
+    ]);
+    for (const l of b.lacks) lines.push([`backend ${b.name} lacks`, l]);
+  }
+  return lines;
+}
+
+function formatBytes(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
 const cgroupVersion = (): string => (existsSync("/sys/fs/cgroup/cgroup.controllers") ? "2" : "1");
 
 function openFds(): number {
@@ -48,6 +73,7 @@ export function daemonInfo(deps: ApiDeps, apiVersion: string): Record<string, un
       ["buildkit", deps.buildkitVersion],
       ["sandbox", deps.buildkit.status.ready ? "ready" : "starting"],
       ["sandbox kind", sandboxKind(deps.buildkit.kind, deps.buildkit.status.accel)],
+      ...backendLines(deps),
     ],
     Plugins: {
       Volume: ["local"],

@@ -1,4 +1,5 @@
 import type { Duplex } from "node:stream";
+import type { Lease } from "../backends/index.js";
 import { openSessionStream } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
@@ -7,6 +8,8 @@ import type { Router } from "./router.js";
 
 const HEADER_PREFIX = "x-docker-expose-session-";
 const UUID_HEADER = `${HEADER_PREFIX}uuid`;
+/** buildx's key for the build's context (its directory and builder): the pool's routing key. */
+const SHARED_KEY_HEADER = `${HEADER_PREFIX}sharedkey`;
 /** After buildkitd ends the session, how long the client gets to close its side. */
 const CLOSE_GRACE_MS = 5000;
 
@@ -31,6 +34,9 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
     socket.on("error", () => {});
     let id: string | undefined;
     let upgraded = false;
+    let forget = () => {};
+    let lease: Lease | undefined;
+    let unbind = () => {};
     try {
       const h = sessionHeaders(req.rawHeaders);
       checkDuplicate(live, h.id);
@@ -38,13 +44,19 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       if (!h.id) throw new ApiError("invalid_parameter", `missing ${UUID_HEADER} header`);
       id = h.id;
       live.add(id);
+      // Solves naming this session wait for its place instead of going elsewhere.
+      forget = deps.pool.expectSession(id);
       // Bytes after the (discarded) request body already belong to the session.
       const early = await skipUpgradeBody(req, socket, head);
       const gone = new AbortController();
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
-      const client = await deps.buildkit.client(gone.signal);
+      // The session is the build's unit of work on a backend (buildx opens one per build): it
+      // takes the place, by its context's key, and every solve using it follows.
+      const key = h.metadata[SHARED_KEY_HEADER]?.[0] || `session:${id}`;
+      lease = await deps.pool.acquire(key, gone.signal, { session: id });
+      unbind = deps.pool.bindSession(id, lease);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
-      const h2 = client.connectHttp2(gone.signal);
+      const h2 = lease.client.connectHttp2(gone.signal);
       const stream = openSessionStream(h2, h.metadata);
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
@@ -54,6 +66,9 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       if (upgraded) socket.destroy();
       else writeHttpError(socket, err);
     } finally {
+      forget();
+      unbind();
+      lease?.release();
       if (id !== undefined) live.delete(id);
     }
   });

@@ -16,6 +16,8 @@ export { BuildError, type BuildErrorCode } from "./errors.js";
 export { buildFailure } from "./failure-message.js";
 export { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";
 export {
+  type BuildLease,
+  type BuildRoute,
   type ImageBuildDeps,
   type ImageBuildOutcome,
   type ImageBuildRequest,

@@ -26,10 +26,11 @@ import { imageIdMessage, traceMessage } from "./trace-output.js";
 
 export interface ImageBuildDeps {
   dataRoot: string;
-  /** A ready BuildKit Control client (waits while the sandbox starts). */
-  client: (signal: AbortSignal) => Promise<ControlClient>;
-  /** Registry endpoint as buildkitd reaches it (for the image exporter's push into the store). */
-  registryHost: string;
+  /**
+   * A place on a BuildKit backend for the build (waits while backends start or are full): by the
+   * build's key, or on the backend of the client session it reads its context from.
+   */
+  lease: (route: BuildRoute, signal: AbortSignal) => Promise<BuildLease>;
   /** Lets the registry endpoint accept this build's pushes (its tags) until released. */
   allowPush: (names: string[], signal: AbortSignal) => PushGrant;
   jobs: BuildJobs;
@@ -41,6 +42,21 @@ export interface ImageBuildDeps {
   imageIdFor?: (ref: string) => string | undefined;
   /** Repeats of unchanged builds answered from memory (see BuildMemo), with the store they are checked against. */
   memo?: { builds: BuildMemo; images: MemoImages & { tag(name: string, manifestDigest: string): void } };
+}
+
+/** Where a build goes: by its key (context, target, platform), or where its client session is. */
+export type BuildRoute = { key: string; tags: string[] } | { session: string; tags: string[] };
+
+/** A build's BuildKit, held until release(). */
+export interface BuildLease {
+  client: ControlClient;
+  /** Registry endpoint as this buildkitd reaches it (for the image exporter's push into the store). */
+  registryHost: string;
+  /** RUN steps reach the daemon's egress proxy (a local sandbox); else they use the backend's network. */
+  stepEgress: boolean;
+  /** Named in a failed build's error when there is more than one backend. */
+  backend?: string;
+  release(opts?: { error?: unknown }): void;
 }
 
 export interface ImageBuildRequest {
@@ -122,6 +138,7 @@ export async function runImageBuild(
       deps,
       req,
       { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey: classicSharedKey(params) },
+      { key: routeKey(classicSharedKey(params), params), tags: params.tags },
       signal,
       memoKey,
       dockerfileText,
@@ -165,7 +182,13 @@ async function runSessionBuild(deps: ImageBuildDeps, req: ImageBuildRequest): Pr
   const signal = AbortSignal.any([req.signal, cancel.signal]);
   const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
   try {
-    return await streamBuild(deps, req, { session: params.session, dockerfile: params.dockerfile }, signal);
+    return await streamBuild(
+      deps,
+      req,
+      { session: params.session, dockerfile: params.dockerfile },
+      { session: params.session, tags: params.tags },
+      signal,
+    );
   } finally {
     unregister();
   }
@@ -175,6 +198,7 @@ async function streamBuild(
   deps: ImageBuildDeps,
   req: ImageBuildRequest,
   source: BuildSource & { sharedKey?: string },
+  route: BuildRoute,
   signal: AbortSignal,
   memoKey?: string,
   dockerfileText?: string,
@@ -193,6 +217,8 @@ async function streamBuild(
   const recorder = memoKey ? new ProgressRecorder() : undefined;
   let grant: PushGrant | undefined;
   let egress: BuildEgressGrant | undefined;
+  let lease: BuildLease | undefined;
+  let failure: unknown;
   const say = (line: string) => out.emit({ stream: `${line}\n` });
   // The summary goes before the closing lines: clients stop reading at an error.
   const closeEgress = (print: boolean, failed = false) => {
@@ -202,8 +228,11 @@ async function streamBuild(
   };
   try {
     grant = deps.allowPush(params.tags, signal);
-    if (deps.egress && params.network === "sandbox") egress = openBuildEgress(deps.egress, params.tags, say);
-    const client = await deps.client(signal);
+    lease = await deps.lease(route, signal);
+    const { client, registryHost } = lease;
+    // A remote backend's steps have its own network: no credential for a proxy they cannot reach.
+    if (deps.egress && params.network === "sandbox" && lease.stepEgress)
+      egress = openBuildEgress(deps.egress, params.tags, say);
     const result = await build({
       client,
       ...source,
@@ -220,12 +249,12 @@ async function streamBuild(
       ulimits: params.ulimits,
       tags: params.tags,
       outputs: [{ type: "image", attrs: params.exporterAttrs }],
-      imageStore: { registryHost: deps.registryHost, danglingPath: grant.danglingPath },
+      imageStore: { registryHost, danglingPath: grant.danglingPath },
       credentials: params.credentials,
       signal,
       onProgress: (raw) => {
         // The image exporter's push lines name the image, not the registry endpoint it goes through.
-        const s = mapStatusText(raw, (t) => storeExportText(deps.registryHost, t, true));
+        const s = mapStatusText(raw, (t) => storeExportText(registryHost, t, true));
         recorder?.add(s);
         if (classic) classic.update(s);
         else out.emit(traceMessage(s));
@@ -241,12 +270,18 @@ async function streamBuild(
     succeed(out, classic, req, imageId);
     return { imageId };
   } catch (err) {
+    failure = err;
     classic?.finish({ failed: true });
     closeEgress(true, true);
     const f = buildFailure(err, classicMode);
-    out.failed(errorMessageLine(f.message, f.code));
-    return { error: f.message };
+    const message =
+      lease?.backend && f.code === undefined
+        ? `${f.message} (BuildKit backend "${lease.backend}")`
+        : f.message;
+    out.failed(errorMessageLine(message, f.code));
+    return { error: message };
   } finally {
+    lease?.release(failure === undefined ? {} : { error: failure });
     grant?.release();
     closeEgress(false);
   }
@@ -340,6 +375,11 @@ function outputWriter(
  * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
  * sends only what changed: the archive's mtimes are kept when unpacking.
  */
+/** The pool's routing key of a build: its context's key plus the target and platform it builds. */
+function routeKey(sharedKey: string, params: { target?: string; platform?: string }): string {
+  return JSON.stringify([sharedKey, params.target ?? "", params.platform ?? ""]);
+}
+
 function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
   const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
   return createHash("sha256").update(id).digest("hex").slice(0, 32);

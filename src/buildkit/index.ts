@@ -18,12 +18,16 @@ export { type OutputSpec, parseOutputSpec } from "./engine/outputs.js";
 export { BuildKitError, type BuildKitErrorCode, LOST_BUILDKIT } from "./errors.js";
 export {
   CacheOptionsEntrySchema,
+  DiskUsageRequestSchema,
+  DiskUsageResponseSchema,
   ExporterSchema,
+  PruneRequestSchema,
   SolveRequestSchema,
   SolveResponseSchema,
   StatusRequestSchema,
   type StatusResponse,
   StatusResponseSchema,
+  UsageRecordSchema,
 } from "./gen/moby/buildkit/v1/control_pb.js";
 export * from "./progress/index.js";
 export {

@@ -1,9 +1,26 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
+import {
+  BackendPool,
+  type BackendSpec,
+  type BackendTarget,
+  mergeBackendSpecs,
+  parseBackendFlag,
+  RemoteTarget,
+  readBackendsFile,
+  SANDBOX_ADDRESS,
+  SandboxTarget,
+} from "../backends/index.js";
 import { sweepBuildTemps } from "../build/index.js";
-import { createRegistryServer, familiarName, ImageStore, serveGrantSocket } from "../images/index.js";
+import {
+  createRegistryServer,
+  familiarName,
+  ImageStore,
+  type RegistryTls,
+  serveGrantSocket,
+} from "../images/index.js";
 import { parseMirror, RegistryClient } from "../registry/index.js";
 import { createRuntime } from "../runtime/index.js";
 import {
@@ -19,6 +36,7 @@ import {
   vmAssets,
 } from "../sandbox/index.js";
 import { errorMessage } from "../util/index.js";
+import { serveBackendControl } from "./backend-control.js";
 import { openDaemonEgress } from "./daemon-egress.js";
 import { clearDaemonState, writeDaemonState } from "./daemon-state.js";
 import { resolveDataRoot } from "./data-root.js";
@@ -48,6 +66,13 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
                            (an upstream that never answers or stalls; default 60; 0: no idle bound)
   --insecure-registry HOST[:PORT]  a registry reached over plain HTTP (repeatable)
   --registry-mirror URL    a mirror of docker.io tried before it by pulls and builds (repeatable)
+  --backend NAME=ADDR[,ca=F,cert=F,key=F,weight=N,max=N,registry=HOST:PORT]
+                           one more BuildKit backend of the pool (repeatable; also read from
+                           <data root>/backends.json): ADDR "sandbox" is one more local sandbox,
+                           tcp://HOST:PORT a remote buildkitd over mutual TLS (unix:// and
+                           vsock-uds:// too); the built-in sandbox is "default"; see "Scale-out"
+  --registry-listen tcp://HOST:PORT  serve the registry endpoint over mutual TLS too, for remote
+                           backends (needs --registry-tlscert, --registry-tlskey, --registry-tlscacert)
 `;
 
 export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<number> {
@@ -64,6 +89,11 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       "egress-idle-timeout": { type: "string" },
       "insecure-registry": { type: "string", multiple: true },
       "registry-mirror": { type: "string", multiple: true },
+      backend: { type: "string", multiple: true },
+      "registry-listen": { type: "string" },
+      "registry-tlscert": { type: "string" },
+      "registry-tlskey": { type: "string" },
+      "registry-tlscacert": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -82,6 +112,11 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   const t0 = performance.now();
   const say = (l: string) => io.stderr.write(`arca: ${l}\n`);
   const dataRoot = resolveDataRoot(values["data-root"]);
+  const backendSpecs = mergeBackendSpecs(
+    await readBackendsFile(path.join(dataRoot, "backends.json")),
+    (values.backend ?? []).map(parseBackendFlag),
+  );
+  const registryTls = await registryListenTls(values, backendSpecs);
   requireTool("buildkitd");
   requireTool("runc");
   requireTool("arca-proxy");
@@ -137,31 +172,36 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       certsDir: path.join(dataRoot, "certs.d"),
       mirrors,
     };
+    const sandboxSettings = {
+      dataRoot,
+      toolsBin: toolsBin(),
+      store,
+      log: say,
+      // Sized to the disk as dockerd's builder GC is (not a fixed 10 GiB).
+      gcKeepBytes,
+      egressCredential: egress.buildkitdCredential,
+      registries,
+    };
     const manager: Sandbox =
       kind === "vm"
         ? new VmSandbox({
-            dataRoot,
-            toolsBin: toolsBin(),
-            store,
-            log: say,
-            gcKeepBytes,
-            egressCredential: egress.buildkitdCredential,
-            registries,
+            ...sandboxSettings,
             ...(limits.memory ? { memoryBytes: limits.memory } : {}),
           })
-        : new BuildKitManager({
-            dataRoot,
-            toolsBin: toolsBin(),
-            store,
-            runtime,
-            buildkitVersion: version,
-            log: say,
-            limits,
-            // Sized to the disk as dockerd's builder GC is (not a fixed 10 GiB).
-            gcKeepBytes,
-            egressCredential: egress.buildkitdCredential,
-            registries,
-          });
+        : new BuildKitManager({ ...sandboxSettings, runtime, buildkitVersion: version, limits });
+    // The pool: the built-in sandbox first, then more local sandboxes and remote buildkitds.
+    const targets: BackendTarget[] = backendSpecs.map((spec, i) => {
+      if (i === 0) return new SandboxTarget(spec, manager, SANDBOX_REGISTRY_HOST);
+      if (spec.address !== SANDBOX_ADDRESS) return new RemoteTarget(spec);
+      const extra = new BuildKitManager({
+        ...sandboxSettings,
+        runtime,
+        buildkitVersion: version,
+        limits,
+        instance: spec.name,
+      });
+      return new SandboxTarget(spec, extra, SANDBOX_REGISTRY_HOST);
+    });
     // docker pull/push/login: the daemon's own registry traffic, under the same policy and audit log.
     const registryClient = new RegistryClient({
       store,
@@ -169,16 +209,31 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       dial: { pull: egress.proxy.dialer("daemon:pull"), push: egress.proxy.dialer("daemon:push") },
       stateDir: path.join(dataRoot, "registry"),
     });
-    await manager.prepareChannel();
-    await egress.proxy.listen(manager.egressSocket, { sharedGroup: manager.channelGroup });
     const registry = createRegistryServer(store);
-    await registry.listen(`unix://${manager.registrySocket}`, { sharedGroup: manager.channelGroup });
     cleanup.push(() => registry.close());
+    // Each local sandbox reaches the egress proxy and the registry endpoint through its own channel.
+    for (const t of targets) {
+      const sb = t.sandbox;
+      if (!sb) continue;
+      await sb.prepareChannel();
+      await egress.proxy.listen(sb.egressSocket, { sharedGroup: sb.channelGroup });
+      await registry.listen(`unix://${sb.registrySocket}`, { sharedGroup: sb.channelGroup });
+    }
+    if (registryTls) {
+      const bound = await registry.listen(registryTls.address, { tls: registryTls.material });
+      say(`registry endpoint for remote backends on ${bound} (mutual TLS)`);
+    }
     // `arca build` (BuildKit driven by the CLI) asks here for its push grant; the run dir is private.
     const grantSocket = path.join(dataRoot, "run", "registry-grants.sock");
     const grants = await serveGrantSocket(registry, grantSocket);
     cleanup.push(() => grants.close());
-    cleanup.push(() => manager.stop());
+    const pool = new BackendPool(targets, {
+      log: say,
+      onEvent: (action, name, attrs) => events.emit("builder", action, name, attrs),
+    });
+    cleanup.push(() => pool.close());
+    const control = await serveBackendControl(pool, path.join(dataRoot, "run", "control.sock"));
+    cleanup.push(() => control.close());
     // The API answers at once; builds wait for BuildKit (bounded) while the sandbox comes up.
     const api = createApiServer(
       createApiRouter({
@@ -186,6 +241,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
         store,
         runtime,
         buildkit: manager,
+        pool,
         registryHost: SANDBOX_REGISTRY_HOST,
         allowPush: registry.allowPush,
         maxContextSize,
@@ -202,7 +258,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     const socket = values.socket ?? `unix://${await defaultSocketPath(dataRoot)}`;
     await api.listen(socket.includes("://") ? socket : `unix://${socket}`);
     cleanup.push(() => api.close());
-    await manager.start(stop.signal);
+    await pool.start(stop.signal);
     await writeDaemonState(dataRoot, {
       pid: process.pid,
       buildkitAddr: manager.buildkitAddr,
@@ -211,6 +267,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     });
     cleanup.push(() => clearDaemonState(dataRoot));
     const st = manager.status;
+    if (targets.length > 1)
+      say(`backend pool: ${targets.map((t) => `${t.spec.name} (${t.spec.address})`).join(", ")}`);
     say(
       `ready in ${((performance.now() - t0) / 1000).toFixed(2)}s (${kind === "vm" ? `vm sandbox with ${st.accel}` : `sandbox ${st.imageLoaded ? "image loaded" : "image unchanged"}`}, BuildKit at ${manager.buildkitAddr}, API on ${socket}, data root ${dataRoot})`,
     );
@@ -230,6 +288,41 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }
     }
   }
+}
+
+/** `--registry-listen` with its mutual-TLS files; required when the pool has a remote backend. */
+async function registryListenTls(
+  values: Record<string, string | boolean | string[] | undefined>,
+  specs: BackendSpec[],
+): Promise<{ address: string; material: RegistryTls } | undefined> {
+  const address = values["registry-listen"] as string | undefined;
+  const files = {
+    cert: values["registry-tlscert"] as string | undefined,
+    key: values["registry-tlskey"] as string | undefined,
+    ca: values["registry-tlscacert"] as string | undefined,
+  };
+  const remote = specs.find((s) => s.address !== SANDBOX_ADDRESS);
+  if (!address) {
+    if (remote)
+      throw new Error(
+        `backend "${remote.name}" is remote: its results come home through the registry endpoint, so --registry-listen tcp://HOST:PORT (with --registry-tlscert, --registry-tlskey, --registry-tlscacert) is needed`,
+      );
+    return undefined;
+  }
+  if (!address.startsWith("tcp://"))
+    throw new Error(`--registry-listen takes tcp://HOST:PORT, got "${address}"`);
+  if (!files.cert || !files.key || !files.ca)
+    throw new Error(
+      "--registry-listen needs --registry-tlscert, --registry-tlskey and --registry-tlscacert: nothing listens on TCP without (mutual) TLS",
+    );
+  const read = (f: string) =>
+    readFile(f).catch((err: Error) => {
+      throw new Error(`cannot read ${f}: ${err.message}`);
+    });
+  return {
+    address,
+    material: { cert: await read(files.cert), key: await read(files.key), ca: await read(files.ca) },
+  };
 }
 
 /** `--sandbox auto`: the VM where KVM really boots a guest (TCG is too slow to pick unasked), else runc. */

@@ -9,6 +9,7 @@ Commands:
   sandbox   Assemble the BuildKit sandbox image (arca sandbox image)
   image     Manage images in Arca's store (import, ls, inspect, tag, rm, save, load)
   egress    The egress audit log and policy (arca egress log, arca egress reload)
+  backend   The daemon's BuildKit backends (arca backend ls, drain, undrain, rm)
 
 Run 'arca COMMAND --help' for more information on a command.
 `;
@@ -28,6 +29,8 @@ export async function main(argv: string[], io: CommandIO = processIO): Promise<n
         return await (await import("./image-commands.js")).runImageCommand(rest, io);
       case "egress":
         return await (await import("./egress-command.js")).runEgressCommand(rest, io);
+      case "backend":
+        return await (await import("./backend-command.js")).runBackendCommand(rest, io);
       case undefined:
       case "help":
       case "--help":

@@ -50,5 +50,10 @@ export {
   storeRepository,
 } from "./registry/name-mapping.js";
 export type { PushGrant } from "./registry/push-grants.js";
-export { createRegistryServer, type RegistryServer, type RegistryServerOptions } from "./registry/server.js";
+export {
+  createRegistryServer,
+  type RegistryServer,
+  type RegistryServerOptions,
+  type RegistryTls,
+} from "./registry/server.js";
 export { saveImages } from "./save.js";

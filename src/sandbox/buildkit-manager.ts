@@ -33,8 +33,14 @@ export interface BuildKitManagerOptions extends SandboxSettings {
 export class BuildKitManager extends SandboxLifecycle implements Sandbox {
   readonly kind = "runc";
 
+  /** `arca-buildkit`, or `arca-buildkit-NAME` for another local sandbox of the pool. */
+  readonly containerName: string;
+  readonly #volume: string;
+
   constructor(private readonly opts: BuildKitManagerOptions) {
     super(opts);
+    this.containerName = opts.instance ? `${SANDBOX_NAME}-${opts.instance}` : SANDBOX_NAME;
+    this.#volume = opts.instance ? `${CACHE_VOLUME}-${opts.instance}` : CACHE_VOLUME;
   }
 
   /** The channel endpoint of buildkitd (the proxy inside the sandbox listens there). */
@@ -79,27 +85,27 @@ export class BuildKitManager extends SandboxLifecycle implements Sandbox {
 
   async #ensureContainer(image: string, imageId: string, configChanged = false): Promise<string> {
     const rt = this.opts.runtime;
-    const existing = tryInspect(rt, SANDBOX_NAME);
+    const existing = tryInspect(rt, this.containerName);
     const spec = this.#spec(image);
     const version = spec.labels?.[SPEC_LABEL];
     const current = existing && existing.Image === imageId && existing.Config.Labels[SPEC_LABEL] === version;
     if (existing && !current) {
       const why = existing.Image !== imageId ? "sandbox image changed" : "sandbox settings changed";
-      this.opts.log?.(`${why}: recreating ${SANDBOX_NAME}`);
+      this.opts.log?.(`${why}: recreating ${this.containerName}`);
       const hadUserns = rt.get(existing.Id).spec.userns !== undefined;
-      await rt.remove(SANDBOX_NAME, { force: true });
+      await rt.remove(this.containerName, { force: true });
       if (!hadUserns) {
         // Written by a privileged sandbox: host-owned files and trusted.* overlay xattrs, which
         // buildkitd in a user namespace reads as plain directories (userxattr). Start afresh.
-        this.opts.log?.(`BuildKit cache written by a privileged sandbox: clearing volume ${CACHE_VOLUME}`);
-        await rt.removeVolume(CACHE_VOLUME);
+        this.opts.log?.(`BuildKit cache written by a privileged sandbox: clearing volume ${this.#volume}`);
+        await rt.removeVolume(this.#volume);
       }
     }
     if (!current) for (const w of await subidOverlaps()) this.opts.log?.(`warning: ${w}`);
     const id = current ? existing.Id : (await rt.create(spec)).id;
     const info = rt.inspect(id);
     if (info.State.Running && configChanged) {
-      this.opts.log?.(`sandbox configuration changed: restarting ${SANDBOX_NAME}`);
+      this.opts.log?.(`sandbox configuration changed: restarting ${this.containerName}`);
       await rt.stop(info.Id, { timeoutSec: 10 });
     }
     if (!rt.inspect(id).State.Running) await rt.start(info.Id);
@@ -108,13 +114,13 @@ export class BuildKitManager extends SandboxLifecycle implements Sandbox {
 
   #spec(image: string): ContainerSpec {
     const spec: ContainerSpec = {
-      name: SANDBOX_NAME,
+      name: this.containerName,
       image,
       labels: { "com.arca.internal": "true", "com.arca.role": "buildkit" },
       networkMode: "none",
       restartPolicy: { name: "always" },
       mounts: [
-        { type: "volume", source: CACHE_VOLUME, target: "/var/lib/buildkit" },
+        { type: "volume", source: this.#volume, target: "/var/lib/buildkit" },
         { type: "bind", source: this.channelDir, target: "/run/arca" },
       ],
       // Not privileged: a user namespace of its own, the capabilities and seccomp profile BuildKit's
@@ -128,7 +134,8 @@ export class BuildKitManager extends SandboxLifecycle implements Sandbox {
   /** Stops the sandbox (the daemon is shutting down cleanly) and closes the client. */
   async stop(opts: { keepRunning?: boolean } = {}): Promise<void> {
     this.reset();
-    if (!opts.keepRunning) await this.opts.runtime.stop(SANDBOX_NAME, { timeoutSec: 10 }).catch(() => {});
+    if (!opts.keepRunning)
+      await this.opts.runtime.stop(this.containerName, { timeoutSec: 10 }).catch(() => {});
   }
 }
 

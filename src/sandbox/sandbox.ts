@@ -55,6 +55,8 @@ export interface SandboxSettings {
   /** buildkitd's egress proxy credential (`user:password`); without it buildkitd has no way out. */
   egressCredential?: string;
   gcKeepBytes?: number;
+  /** Names one more local sandbox (pool backend): its own container, cache volume and channel dir. */
+  instance?: string;
 }
 
 /**
@@ -69,7 +71,8 @@ export abstract class SandboxLifecycle {
   #status: SandboxStatus = { ready: false };
 
   constructor(protected readonly settings: SandboxSettings) {
-    this.channelDir = path.join(settings.dataRoot, "run", "sandbox");
+    const dir = settings.instance ? `sandbox-${settings.instance}` : "sandbox";
+    this.channelDir = path.join(settings.dataRoot, "run", dir);
   }
 
   /** The group through which the channel directory is shared with the sandbox's root. */

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import { pipeline } from "node:stream/promises";
 import { type ListenOptions, listen } from "../../transport/index.js";
 import { type Digest, digestOf, isDigest } from "../digest.js";
@@ -18,7 +19,7 @@ export interface RegistryServerOptions {
 export interface RegistryServer {
   /** Listens on `unix:///path` or `tcp://host:port` (port 0 picks one); resolves with the bound address. */
   /** `opts.sharedGroup`: the channel directory is shared with the sandbox's root through this gid. */
-  listen(address: string, opts?: ListenOptions): Promise<string>;
+  listen(address: string, opts?: ListenOptions & { tls?: RegistryTls }): Promise<string>;
   /**
    * Accepts pushes (blob uploads, manifests, tags) for these image names until the grant is released or
    * the signal aborts; everything else is refused with DENIED. Builds register their exporter's names here.
@@ -26,6 +27,13 @@ export interface RegistryServer {
   allowPush(names: string[], signal?: AbortSignal): PushGrant;
   /** Stops every listener and drops open connections. */
   close(): Promise<void>;
+}
+
+/** PEM contents for a TCP listener: always mutual TLS (clients present a certificate signed by `ca`). */
+export interface RegistryTls {
+  cert: Buffer;
+  key: Buffer;
+  ca: Buffer;
 }
 
 interface Ctx {
@@ -63,8 +71,15 @@ export function createRegistryServer(store: ImageStore, opts: RegistryServerOpti
       .finally(() => opts.log?.(`registry: ${req.method} ${req.url} -> ${res.statusCode}`));
   };
   return {
-    async listen(address: string, opts?: ListenOptions): Promise<string> {
-      const server = createServer({ keepAliveTimeout: 30_000 }, handler);
+    async listen(address: string, opts?: ListenOptions & { tls?: RegistryTls }): Promise<string> {
+      const tls = opts?.tls;
+      // Remote backends reach the store over the network: only with a client certificate of the pool's CA.
+      const server = tls
+        ? createTlsServer(
+            { ...tls, requestCert: true, rejectUnauthorized: true, keepAliveTimeout: 30_000 },
+            handler,
+          )
+        : createServer({ keepAliveTimeout: 30_000 }, handler);
       const bound = await listen(address, server, opts);
       servers.push(server);
       return bound;

@@ -1,0 +1,65 @@
+import type http2 from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import type { BackendPool } from "../backends/index.js";
+import {
+  DiskUsageRequestSchema,
+  DiskUsageResponseSchema,
+  PruneRequestSchema,
+  UsageRecordSchema,
+} from "../buildkit/index.js";
+import { grpcErrorTrailers, grpcFrame, respondGrpcError, unaryMessage } from "./grpc-frames.js";
+import { collect } from "./grpc-proxy.js";
+
+export const DISK_USAGE_PATH = "/moby.buildkit.v1.Control/DiskUsage";
+export const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
+
+const OK_TRAILERS = { "grpc-status": "0" };
+
+/** Control.DiskUsage for the whole pool: every healthy backend's records in one answer (`buildx du`). */
+export function answerPoolDiskUsage(
+  stream: http2.ServerHttp2Stream,
+  pool: BackendPool,
+  signal: AbortSignal,
+): void {
+  stream.on("error", () => {});
+  (async () => {
+    const req = fromBinary(DiskUsageRequestSchema, unaryMessage(await collect(stream)));
+    const backends = await pool.everyUp(signal);
+    const answers = await Promise.all(backends.map((b) => b.client.control.diskUsage(req, { signal })));
+    const merged = answers[0] ?? fromBinary(DiskUsageResponseSchema, new Uint8Array());
+    for (const a of answers.slice(1)) merged.record.push(...a.record);
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+    stream.end(grpcFrame(toBinary(DiskUsageResponseSchema, merged)));
+  })().catch((err: unknown) => respondGrpcError(stream, err));
+}
+
+/** Control.Prune for the whole pool: each healthy backend pruned in turn, every record streamed back. */
+export function answerPoolPrune(
+  stream: http2.ServerHttp2Stream,
+  pool: BackendPool,
+  signal: AbortSignal,
+): void {
+  stream.on("error", () => {});
+  let started = false;
+  (async () => {
+    const req = fromBinary(PruneRequestSchema, unaryMessage(await collect(stream)));
+    const backends = await pool.everyUp(signal);
+    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+    started = true;
+    let failure: http2.OutgoingHttpHeaders | undefined;
+    stream.once("wantTrailers", () => stream.sendTrailers(failure ?? OK_TRAILERS));
+    try {
+      for (const b of backends) {
+        for await (const r of b.client.control.prune(req, { signal }))
+          stream.write(grpcFrame(toBinary(UsageRecordSchema, r)));
+      }
+    } catch (err) {
+      failure = grpcErrorTrailers(err);
+    }
+    stream.end();
+  })().catch((err: unknown) => {
+    if (!started) respondGrpcError(stream, err);
+    else stream.close();
+  });
+}
