@@ -1,5 +1,6 @@
 import type { Lease, Placement } from "../backends/index.js";
 import type { BuildLease, BuildRoute } from "../build/index.js";
+import { familiarName } from "../images/index.js";
 import type { ApiDeps } from "./deps.js";
 
 /**
@@ -11,7 +12,9 @@ export async function leaseForBuild(
   route: BuildRoute,
   signal: AbortSignal,
 ): Promise<BuildLease> {
-  const attrs: Record<string, string> = route.tags.length ? { names: route.tags.join(",") } : {};
+  const attrs: Record<string, string> = route.tags.length
+    ? { names: route.tags.map(familiarName).join(",") }
+    : {};
   if ("session" in route) {
     const at = await deps.pool.sessionPlacement(route.session, signal);
     if (at) return buildLease(deps, at, () => {});

@@ -14,6 +14,9 @@ export interface Buildkitd {
   logFile: string;
   proc: ChildProcess;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash; restart() brings it back on the same root and address. */
+  kill9(): Promise<void>;
+  restart(): Promise<void>;
   log(): Promise<string>;
 }
 
@@ -22,13 +25,20 @@ export interface Buildkitd {
  * docker.io mirrored to Arca's registry endpoint at 127.0.0.1:registryPort,
  * as the sandbox's buildkitd.toml does.
  */
-export async function startBuildkitd(opts: { registryPort: number }): Promise<Buildkitd> {
+export async function startBuildkitd(opts: {
+  registryPort: number;
+  /** Listen on tcp://127.0.0.1:PORT with mutual TLS (server cert/key, client CA) instead of a unix socket. */
+  tcp?: { port: number; cert: string; key: string; ca: string };
+  /** The registry endpoint speaks mutual TLS: trust `ca`, present cert/key. */
+  registryTls?: { ca: string; cert: string; key: string };
+}): Promise<Buildkitd> {
   const bin = tool("buildkitd");
   tool("runc");
   const dir = await mkdtemp(path.join(os.tmpdir(), "arca-bk-"));
   const sock = path.join(dir, "buildkitd.sock");
   const reg = `127.0.0.1:${opts.registryPort}`;
   const config = path.join(dir, "buildkitd.toml");
+  const rt = opts.registryTls;
   await writeFile(
     config,
     [
@@ -40,45 +50,71 @@ export async function startBuildkitd(opts: { registryPort: number }): Promise<Bu
       '[registry."docker.io"]',
       `  mirrors = ["${reg}"]`,
       `[registry."${reg}"]`,
-      "  http = true",
-      "  insecure = true",
+      ...(rt
+        ? [
+            // Explicit: BuildKit otherwise speaks plain HTTP to a loopback registry.
+            "  http = false",
+            `  ca = ["${rt.ca}"]`,
+            `  [[registry."${reg}".keypair]]`,
+            `    key = "${rt.key}"`,
+            `    cert = "${rt.cert}"`,
+          ]
+        : ["  http = true", "  insecure = true"]),
       "",
     ].join("\n"),
   );
   const logFile = path.join(dir, "buildkitd.log");
   const out = createWriteStream(logFile);
-  const proc = spawn(
-    bin,
-    [
-      "--config",
-      config,
-      "--root",
-      path.join(dir, "root"),
-      "--addr",
-      `unix://${sock}`,
-      "--oci-worker-net=host",
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}` } },
-  );
-  proc.stdout?.pipe(out);
-  proc.stderr?.pipe(out);
-  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
-  const deadline = Date.now() + 20_000;
-  while (!(await canConnect(sock))) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      const log = await readFile(logFile, "utf8").catch(() => "");
-      throw new Error(`buildkitd did not start:\n${log.slice(-3000)}`);
+  const tcp = opts.tcp;
+  const listen = tcp
+    ? [
+        "--addr",
+        `tcp://127.0.0.1:${tcp.port}`,
+        "--tlscert",
+        tcp.cert,
+        "--tlskey",
+        tcp.key,
+        "--tlscacert",
+        tcp.ca,
+      ]
+    : ["--addr", `unix://${sock}`];
+  const launch = async (): Promise<{ proc: ChildProcess; exited: Promise<void> }> => {
+    const proc = spawn(
+      bin,
+      ["--config", config, "--root", path.join(dir, "root"), ...listen, "--oci-worker-net=host"],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}` } },
+    );
+    proc.stdout?.pipe(out, { end: false });
+    proc.stderr?.pipe(out, { end: false });
+    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    const deadline = Date.now() + 20_000;
+    while (!(await (tcp ? canConnectTcp(tcp.port) : canConnect(sock)))) {
+      if (proc.exitCode !== null || Date.now() > deadline) {
+        const log = await readFile(logFile, "utf8").catch(() => "");
+        throw new Error(`buildkitd did not start:\n${log.slice(-3000)}`);
+      }
+      await delay(50);
     }
-    await delay(50);
-  }
-  return {
-    addr: `unix://${sock}`,
+    return { proc, exited };
+  };
+  let current = await launch();
+  const self: Buildkitd = {
+    addr: tcp ? `tcp://127.0.0.1:${tcp.port}` : `unix://${sock}`,
     dir,
     logFile,
-    proc,
+    proc: current.proc,
     log: () => readFile(logFile, "utf8"),
+    async kill9() {
+      current.proc.kill("SIGKILL");
+      await current.exited;
+    },
+    async restart() {
+      current = await launch();
+      self.proc = current.proc;
+    },
     async stop() {
-      if (proc.exitCode === null) {
+      const { proc, exited } = current;
+      if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill("SIGTERM");
         const t = setTimeout(() => proc.kill("SIGKILL"), 10_000);
         await exited;
@@ -88,6 +124,18 @@ export async function startBuildkitd(opts: { registryPort: number }): Promise<Bu
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     },
   };
+  return self;
+}
+
+function canConnectTcp(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
 }
 
 function canConnect(sock: string): Promise<boolean> {
