@@ -30,6 +30,7 @@ function buildLease(deps: ApiDeps, at: Placement, release: Lease["release"]): Bu
     client: at.client,
     registryHost: at.registryHost,
     stepEgress: at.stepEgress,
+    pushScope: at.pushScope,
     // With one backend there is nothing to name.
     ...(deps.pool.targets.length > 1 ? { backend: at.backend } : {}),
     release,

@@ -25,7 +25,12 @@ export function answerPoolDiskUsage(
   (async () => {
     const req = fromBinary(DiskUsageRequestSchema, unaryMessage(await collect(stream)));
     const backends = await pool.everyUp(signal);
-    const answers = await Promise.all(backends.map((b) => b.client.control.diskUsage(req, { signal })));
+    // A backend that does not answer leaves its records out rather than failing the whole answer.
+    const settled = await Promise.allSettled(
+      backends.map((b) => b.client.control.diskUsage(req, { signal })),
+    );
+    const answers = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    if (answers.length === 0 && settled[0]?.status === "rejected") throw settled[0].reason;
     const merged = answers[0] ?? fromBinary(DiskUsageResponseSchema, new Uint8Array());
     for (const a of answers.slice(1)) merged.record.push(...a.record);
     stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });

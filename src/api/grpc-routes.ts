@@ -16,6 +16,7 @@ import { StoreOnlyRefs } from "./grpc-store-refs.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import type { HostLoopbackDeps } from "./host-loopback-ref.js";
 import type { Router } from "./router.js";
+import { sessionAttrs } from "./session-routes.js";
 
 /** Windows as large as the session bridge's: Solve requests carry whole LLB definitions. */
 const STREAM_WINDOW = 4 << 20;
@@ -114,9 +115,12 @@ function serveGrpc(
     return grant.stepProxy;
   };
   const call: CallContext = { deps, memo, signal, refs, stepProxy, connect };
+  // A backend down for a while (a host gone without closing its connections): its calls end, named.
+  const offGone = deps.pool.onGone((name) => upstreams.get(name)?.destroy());
   return new Promise((resolve) => {
     let session: http2.ServerHttp2Session | undefined;
     const done = () => {
+      offGone();
       egress?.finish();
       egress = undefined;
       for (const up of upstreams.values()) up.destroy();
@@ -212,19 +216,22 @@ function routeCall(
       {
         byRequest: async (msg) => {
           const req = fromBinary(SolveRequestSchema, msg);
-          let at: Placement | undefined = req.Session
-            ? await pool.sessionPlacement(req.Session, callSignal)
-            : undefined;
-          if (!at) {
-            const lease = await pool.acquire(solveKey(req), callSignal, req.Ref ? { ref: req.Ref } : {});
-            stream.once("close", () => lease.release());
-            at = lease;
-          }
-          if (req.Ref) {
-            const unbind = pool.bindRef(req.Ref, at.backend);
-            stream.once("close", unbind);
+          // Its progress and gateway calls wait for its place rather than go elsewhere.
+          const forgetRef = req.Ref ? pool.expectRef(req.Ref) : () => {};
+          let at: Placement | undefined;
+          try {
+            at = req.Session ? await pool.sessionPlacement(req.Session, callSignal) : undefined;
+            if (!at) {
+              const lease = await pool.acquire(solveKey(req), callSignal);
+              whenClosed(stream, () => lease.release());
+              at = lease;
+            }
+            if (req.Ref) whenClosed(stream, pool.bindRef(req.Ref, at.backend));
+          } finally {
+            forgetRef();
           }
           solveDeps.registryHost = at.registryHost;
+          solveDeps.pushScope = at.pushScope;
           solveDeps.stepProxy = at.stepEgress ? c.stepProxy : undefined;
           return connect(at);
         },
@@ -258,14 +265,14 @@ function routeCall(
   }
   if (path === CONTROL_SESSION_PATH) {
     const id = firstHeader(headers, "x-docker-expose-session-uuid");
-    const key = firstHeader(headers, "x-docker-expose-session-sharedkey") || `session:${id}`;
+    const shared = firstHeader(headers, "x-docker-expose-session-sharedkey");
     forwardStream(stream, raw, {
       later: async () => {
         const forget = id ? pool.expectSession(id) : () => {};
         try {
-          const lease = await pool.acquire(key, callSignal, { session: id });
+          const lease = await pool.acquire(shared || `session:${id}`, callSignal, sessionAttrs(shared));
           const unbind = id ? pool.bindSession(id, lease) : () => {};
-          stream.once("close", () => {
+          whenClosed(stream, () => {
             unbind();
             lease.release();
           });
@@ -298,6 +305,12 @@ function routeCall(
 }
 
 const CONTROL_SESSION_PATH = "/moby.buildkit.v1.Control/Session";
+
+/** Runs `fn` when the call's stream closes, or now if it already did (a place taken too late). */
+function whenClosed(stream: http2.ServerHttp2Stream, fn: () => void): void {
+  if (stream.closed || stream.destroyed) fn();
+  else stream.once("close", fn);
+}
 
 function firstHeader(h: http2.IncomingHttpHeaders, name: string): string {
   const v = h[name];

@@ -50,6 +50,8 @@ export interface SolveRewriteDeps extends HostLoopbackDeps {
   registryHost: string;
   /** Opens the registry endpoint to the exporter's names (see RegistryServer.allowPush). */
   allowPush: RegistryServer["allowPush"];
+  /** The registry listener of the backend the solve runs on (its grant is good only there). */
+  pushScope?: string;
   /**
    * The egress proxy URL for RUN steps on the step network (this client's credential), if egress
    * is on; given the solve's ref, whose progress then ends with its egress report.
@@ -163,7 +165,7 @@ export class SolveRewrite implements UnaryRewrite {
     const extra = { ...e.Attrs };
     for (const k of [...MOBY_ONLY_ATTRS, "name", "push"]) delete extra[k];
     e.Type = "image";
-    const grant = this.deps.allowPush(names, this.deps.signal);
+    const grant = this.deps.allowPush(names, this.deps.signal, this.deps.pushScope);
     // One exporter writes the store and the registries: a push compresses as it asks (gzip by default).
     const compression = push ? distributedExportCompression(extra) : storeExportCompression(extra);
     e.Attrs = imageExportAttrs(this.deps.registryHost, names, compression, grant.danglingPath);

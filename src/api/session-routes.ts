@@ -37,6 +37,7 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
     let forget = () => {};
     let lease: Lease | undefined;
     let unbind = () => {};
+    let offGone = () => {};
     try {
       const h = sessionHeaders(req.rawHeaders);
       checkDuplicate(live, h.id);
@@ -52,11 +53,15 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
       // The session is the build's unit of work on a backend (buildx opens one per build): it
       // takes the place, by its context's key, and every solve using it follows.
-      const key = h.metadata[SHARED_KEY_HEADER]?.[0] || `session:${id}`;
-      lease = await deps.pool.acquire(key, gone.signal, { session: id });
+      const shared = h.metadata[SHARED_KEY_HEADER]?.[0] ?? "";
+      lease = await deps.pool.acquire(shared || `session:${id}`, gone.signal, sessionAttrs(shared));
       unbind = deps.pool.bindSession(id, lease);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
       const h2 = lease.client.connectHttp2(gone.signal);
+      const placed = lease.backend;
+      offGone = deps.pool.onGone((name) => {
+        if (name === placed) h2.destroy();
+      });
       const stream = openSessionStream(h2, h.metadata);
       socket.write(SWITCHING_TO_H2C);
       upgraded = true;
@@ -66,12 +71,18 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       if (upgraded) socket.destroy();
       else writeHttpError(socket, err);
     } finally {
+      offGone();
       forget();
       unbind();
       lease?.release();
       if (id !== undefined) live.delete(id);
     }
   });
+}
+
+/** What a session's `build` event says: never its id, which works as a password to the session. */
+export function sessionAttrs(sharedKey: string): Record<string, string> {
+  return { via: "session", ...(sharedKey ? { context: sharedKey } : {}) };
 }
 
 function checkDuplicate(live: Set<string>, id: string): void {

@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import type { ControlClient } from "../buildkit/index.js";
-import { abortReason, errorMessage } from "../util/index.js";
+import { abortReason, errorMessage, sleep } from "../util/index.js";
 import type { BackendTarget } from "./backend-target.js";
 import { BackendError } from "./errors.js";
 import { rendezvousOrder } from "./rendezvous.js";
@@ -28,6 +29,7 @@ export interface Lease {
   readonly client: ControlClient;
   readonly registryHost: string;
   readonly stepEgress: boolean;
+  readonly pushScope: string;
   /** Ends the build's place (idempotent); `failed` with a lost connection checks the backend at once. */
   release(opts?: { error?: unknown }): void;
 }
@@ -38,6 +40,7 @@ export interface Placement {
   readonly client: ControlClient;
   readonly registryHost: string;
   readonly stepEgress: boolean;
+  readonly pushScope: string;
 }
 
 export type PoolEvent = "backend-up" | "backend-down" | "backend-drain" | "backend-remove" | "build";
@@ -49,6 +52,11 @@ export interface PoolOptions {
   healthIntervalMs?: number;
   /** Bound on one health check; default 5 s. */
   healthTimeoutMs?: number;
+  /**
+   * `key` (default): rendezvous order per build key, so a project's cache stays warm.
+   * `round-robin`: each build starts at the next backend, whatever its key (for comparison).
+   */
+  routing?: "key" | "round-robin";
 }
 
 /** How long a solve's ref stays known after its Solve call ended (late Status calls). */
@@ -56,8 +64,19 @@ const REF_LINGER_MS = 60_000;
 /** How long a call naming a session or solve waits for it to be placed (they race on separate connections). */
 const PLACEMENT_WAIT_MS = 15_000;
 const MAX_DOWN_BACKOFF_MS = 15_000;
+/** Down this long, a backend's open connections are given up (see onGone). */
+const GONE_AFTER_MS = 30_000;
+/** How long a build waits while no backend at all is up before it fails. */
+const NO_BACKEND_WAIT_MS = 120_000;
 /** How often a healthy backend's cache size is measured (and after every build). */
 const CACHE_SIZE_EVERY_MS = 30_000;
+
+interface RefEntry {
+  backend?: string;
+  /** Its Solve arrived and waits for a place. */
+  pending: boolean;
+  waiters: Set<() => void>;
+}
 
 interface SessionEntry {
   member?: Member;
@@ -77,6 +96,9 @@ interface Member {
   cacheBytes?: number;
   /** When cacheBytes was measured (0: stale, a build ended since). */
   cacheAt: number;
+  /** Since when the backend has been down, and whether onGone listeners heard of it. */
+  downSince?: number | undefined;
+  gone?: boolean;
   /** Wakes the health loop early (a build lost its connection). */
   poke?: () => void;
 }
@@ -92,10 +114,11 @@ export class BackendPool {
   readonly #members: Member[];
   readonly #waiters = new Set<() => void>();
   readonly #sessions = new Map<string, SessionEntry>();
-  readonly #refs = new Map<string, string>();
-  readonly #refWaiters = new Map<string, Set<() => void>>();
+  readonly #refs = new Map<string, RefEntry>();
   readonly #stop = new AbortController();
+  readonly #goneListeners = new Set<(backend: string) => void>();
   readonly #opts: PoolOptions;
+  #turn = 0;
 
   constructor(targets: BackendTarget[], opts: PoolOptions = {}) {
     if (targets.length === 0) throw new BackendError("invalid_config", "the pool needs at least one backend");
@@ -133,12 +156,19 @@ export class BackendPool {
     for (const m of rest) void this.#run(m, stop);
   }
 
+  /** Starts a backend, retrying with backoff until it starts (or is removed), then watches it. */
   async #run(m: Member, signal: AbortSignal): Promise<void> {
-    try {
-      await m.target.start(signal);
-    } catch (err) {
-      if (signal.aborted) return;
-      this.#setHealth(m, "down", err);
+    let backoff = 1000;
+    for (;;) {
+      try {
+        await m.target.start(signal);
+        break;
+      } catch (err) {
+        if (signal.aborted || m.removed) return;
+        this.#setHealth(m, "down", err);
+        await sleep(backoff, signal).catch(() => {});
+        backoff = Math.min(backoff * 2, MAX_DOWN_BACKOFF_MS);
+      }
     }
     await this.#health(m, signal);
   }
@@ -172,16 +202,40 @@ export class BackendPool {
       const w = await client.control.listWorkers({}, { signal: bound });
       if (w.record.length === 0) throw new Error("BuildKit has no worker");
       this.#setHealth(m, "up");
-      if (Date.now() - m.cacheAt > CACHE_SIZE_EVERY_MS) {
-        const du = await client.control.diskUsage({}, { signal: bound });
-        m.cacheBytes = du.record.reduce((n, r) => n + Number(r.Size), 0);
-        m.cacheAt = Date.now();
-      }
-      return true;
     } catch (err) {
-      if (!signal.aborted) this.#setHealth(m, "down", err);
+      if (signal.aborted) return false;
+      this.#setHealth(m, "down", err);
+      // Down this long: its open calls will not come back (a host gone without closing them).
+      if (!m.gone && m.downSince !== undefined && Date.now() - m.downSince >= GONE_AFTER_MS) {
+        m.gone = true;
+        for (const l of [...this.#goneListeners]) l(m.target.spec.name);
+      }
       return false;
     }
+    // Cache size is news, not health: a slow answer on a big cache never marks a backend down.
+    if (Date.now() - m.cacheAt > CACHE_SIZE_EVERY_MS) {
+      try {
+        const client = await m.target.client(signal);
+        const du = await client.control.diskUsage(
+          {},
+          { signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]) },
+        );
+        m.cacheBytes = du.record.reduce((n, r) => n + Number(r.Size), 0);
+        m.cacheAt = Date.now();
+      } catch {
+        // Measured again at the next check.
+      }
+    }
+    return true;
+  }
+
+  /**
+   * `fn(name)` when a backend has been down for 30 s: connections to it that are still open
+   * (a host that vanished without closing them) will not answer again, and are dropped.
+   */
+  onGone(fn: (backend: string) => void): () => void {
+    this.#goneListeners.add(fn);
+    return () => this.#goneListeners.delete(fn);
   }
 
   #setHealth(m: Member, health: BackendHealth, err?: unknown): void {
@@ -189,7 +243,9 @@ export class BackendPool {
     if (m.health === health) return;
     const was = m.health;
     m.health = health;
+    m.downSince = health === "down" ? Date.now() : undefined;
     if (health === "up") {
+      m.gone = false;
       m.lastError = undefined;
       this.#opts.log?.(`backend ${m.target.spec.name} (${m.target.spec.address}) is up`);
       this.#opts.onEvent?.("backend-up", m.target.spec.name, { address: m.target.spec.address });
@@ -212,14 +268,17 @@ export class BackendPool {
   }
 
   /** Resolves at the next change of health, drain or load (or rejects when the signal aborts). */
-  #changed(signal: AbortSignal): Promise<void> {
+  #changed(signal: AbortSignal, timeoutMs?: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const t = timeoutMs === undefined ? undefined : setTimeout(() => done(), timeoutMs);
       const done = () => {
+        clearTimeout(t);
         this.#waiters.delete(done);
         signal.removeEventListener("abort", onAbort);
         resolve();
       };
       const onAbort = () => {
+        clearTimeout(t);
         this.#waiters.delete(done);
         reject(abortReason(signal));
       };
@@ -229,12 +288,16 @@ export class BackendPool {
     });
   }
 
-  /** The key's backends in rendezvous order, healthy and taking builds. */
-  order(key: string): string[] {
-    return rendezvousOrder(
-      key,
-      this.#eligible().map((m) => ({ name: m.target.spec.name, weight: m.target.spec.weight, m })),
-    ).map((n) => n.name);
+  /** The healthy backends taking builds, in the order a build of `key` tries them. */
+  #ranked(key: string, turn: number): { name: string; m: Member }[] {
+    const nodes = this.#eligible().map((m) => ({
+      name: m.target.spec.name,
+      weight: m.target.spec.weight,
+      m,
+    }));
+    if (this.#opts.routing !== "round-robin" || nodes.length === 0) return rendezvousOrder(key, nodes);
+    const at = turn % nodes.length;
+    return [...nodes.slice(at), ...nodes.slice(0, at)];
   }
 
   #eligible(): Member[] {
@@ -246,11 +309,12 @@ export class BackendPool {
    * (bounded by the signal) while every backend is full or none is up yet.
    */
   async acquire(key: string, signal: AbortSignal, attrs: Record<string, string> = {}): Promise<Lease> {
+    const turn = this.#turn++;
+    let noneUpSince: number | undefined;
     for (;;) {
-      const ranked = rendezvousOrder(
-        key,
-        this.#eligible().map((m) => ({ name: m.target.spec.name, weight: m.target.spec.weight, m })),
-      );
+      // A caller gone while it waited (woken in the same turn as its abort) takes no place.
+      signal.throwIfAborted();
+      const ranked = this.#ranked(key, turn);
       const free = ranked.find((r) => r.m.running < r.m.target.spec.maxBuilds);
       if (free) {
         const m = free.m;
@@ -259,6 +323,7 @@ export class BackendPool {
         let client: ControlClient;
         try {
           client = await m.target.client(signal);
+          signal.throwIfAborted();
         } catch (err) {
           m.running--;
           this.#wake();
@@ -266,15 +331,26 @@ export class BackendPool {
         }
         const spilled = ranked[0] && ranked[0].m !== m ? ranked[0].name : undefined;
         this.#opts.onEvent?.("build", m.target.spec.name, {
-          key: key.slice(0, 64),
+          // A digest of the key: a session's id must not reach other clients through events.
+          key: shortDigest(key),
           ...(spilled ? { spilledFrom: spilled } : {}),
           ...attrs,
         });
         return this.#lease(m, client);
       }
-      if (this.#members.every((m) => m.removed || m.draining))
+      const live = this.#members.filter((m) => !m.removed);
+      if (live.every((m) => m.draining))
         throw new BackendError("no_backend", "no BuildKit backend takes builds (all drained or removed)");
-      await this.#changed(signal);
+      if (live.some((m) => m.health === "up")) noneUpSince = undefined;
+      else {
+        noneUpSince ??= Date.now();
+        if (Date.now() - noneUpSince >= NO_BACKEND_WAIT_MS)
+          throw new BackendError(
+            "no_backend",
+            `no BuildKit backend is up: ${live.map((m) => `${m.target.spec.name}: ${m.lastError ?? m.health}`).join("; ")}`,
+          );
+      }
+      await this.#changed(signal, noneUpSince === undefined ? undefined : 5000);
     }
   }
 
@@ -285,6 +361,7 @@ export class BackendPool {
       client,
       registryHost: m.target.registryHost,
       stepEgress: m.target.stepEgress,
+      pushScope: m.target.pushScope,
       release: (opts = {}) => {
         if (released) return;
         released = true;
@@ -316,6 +393,7 @@ export class BackendPool {
       client,
       registryHost: m.target.registryHost,
       stepEgress: m.target.stepEgress,
+      pushScope: m.target.pushScope,
     };
   }
 
@@ -369,6 +447,8 @@ export class BackendPool {
    * undefined if no session of that id shows up.
    */
   async sessionPlacement(id: string, signal: AbortSignal): Promise<Placement | undefined> {
+    const only = this.#only();
+    if (only) return this.#placement(only, await only.target.client(signal));
     const deadline = Date.now() + PLACEMENT_WAIT_MS;
     for (;;) {
       const e = this.#session(id);
@@ -378,54 +458,97 @@ export class BackendPool {
         if (e.waiters.size === 0 && !e.pending) this.#sessions.delete(id);
         return undefined;
       }
-      await this.#waitIn(e.waiters, left, signal);
+      try {
+        await this.#waitIn(e.waiters, left, signal);
+      } catch (err) {
+        if (e.waiters.size === 0 && !e.pending && !e.member) this.#sessions.delete(id);
+        throw err;
+      }
     }
+  }
+
+  /**
+   * A Solve of `ref` arrived and waits for its place (its session's, or a free one): Status and
+   * gateway calls of that ref wait for it instead of going elsewhere. Returns forget().
+   */
+  expectRef(ref: string): () => void {
+    const e = this.#ref(ref);
+    e.pending = true;
+    return () => {
+      if (this.#refs.get(ref) === e && e.backend === undefined) {
+        this.#refs.delete(ref);
+        this.#wakeAll(e.waiters);
+      }
+    };
   }
 
   /** Notes that solve `ref` runs on `backend` (its Status and gateway calls follow it). */
   bindRef(ref: string, backend: string): () => void {
-    this.#refs.set(ref, backend);
-    for (const w of this.#refWaiters.get(ref) ?? []) w();
-    this.#refWaiters.delete(ref);
+    const e = this.#ref(ref);
+    e.backend = backend;
+    e.pending = false;
+    this.#wakeAll(e.waiters);
     return () => {
       const t = setTimeout(() => {
-        if (this.#refs.get(ref) === backend) this.#refs.delete(ref);
+        if (this.#refs.get(ref) === e) this.#refs.delete(ref);
       }, REF_LINGER_MS);
       t.unref();
     };
   }
 
-  /** The backend solve `ref` runs on, waiting a while for its Solve call; undefined if it never shows. */
+  #ref(ref: string): RefEntry {
+    const found = this.#refs.get(ref);
+    if (found) return found;
+    const e: RefEntry = { pending: false, waiters: new Set() };
+    this.#refs.set(ref, e);
+    return e;
+  }
+
+  /**
+   * The backend solve `ref` runs on: waits while its Solve waits for a place, or a while for a
+   * ref not seen yet; undefined if it never shows.
+   */
   async refPlacement(
     ref: string,
     signal: AbortSignal,
     waitMs = PLACEMENT_WAIT_MS,
   ): Promise<Placement | undefined> {
+    const only = this.#only();
+    if (only) return this.#placement(only, await only.target.client(signal));
     const deadline = Date.now() + waitMs;
     for (;;) {
-      const name = this.#refs.get(ref);
-      if (name !== undefined) {
-        const m = this.#member(name);
+      const e = this.#ref(ref);
+      if (e.backend !== undefined) {
+        const m = this.#member(e.backend);
         return this.#placement(m, await m.target.client(signal));
       }
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      const set = this.#refWaiters.get(ref) ?? new Set<() => void>();
-      this.#refWaiters.set(ref, set);
-      await this.#waitIn(set, left, signal);
+      const left = e.pending ? 60_000 : deadline - Date.now();
+      if (left <= 0) {
+        if (e.waiters.size === 0 && !e.pending) this.#refs.delete(ref);
+        return undefined;
+      }
+      try {
+        await this.#waitIn(e.waiters, left, signal);
+      } catch (err) {
+        if (e.waiters.size === 0 && !e.pending && e.backend === undefined) this.#refs.delete(ref);
+        throw err;
+      }
     }
   }
 
   #waitIn(set: Set<() => void>, ms: number, signal: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const done = () => {
+      const cleanup = () => {
         clearTimeout(t);
         set.delete(done);
         signal.removeEventListener("abort", onAbort);
+      };
+      const done = () => {
+        cleanup();
         resolve();
       };
       const onAbort = () => {
-        done();
+        cleanup();
         reject(abortReason(signal));
       };
       const t = setTimeout(done, ms);
@@ -433,6 +556,12 @@ export class BackendPool {
       set.add(done);
       signal.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  /** The one backend of a pool of one: everything goes there, nothing waits to be placed. */
+  #only(): Member | undefined {
+    const live = this.#members.filter((m) => !m.removed);
+    return live.length === 1 ? live[0] : undefined;
   }
 
   #member(name: string): Member {
@@ -491,6 +620,11 @@ export class BackendPool {
   /** Takes a drained (or idle) backend out of the pool and stops it; never the last one. */
   async remove(name: string): Promise<void> {
     const m = this.#member(name);
+    if (m === this.#members[0])
+      throw new BackendError(
+        "conflict",
+        `"${name}" is the built-in sandbox (arca build, docker exec arca-buildkit use it): drain it instead`,
+      );
     if (m.running > 0)
       throw new BackendError(
         "conflict",
@@ -511,4 +645,8 @@ export class BackendPool {
     this.#stop.abort();
     for (const m of this.#members) if (!m.removed) await m.target.stop().catch(() => {});
   }
+}
+
+function shortDigest(key: string): string {
+  return createHash("sha256").update(key).digest("hex").slice(0, 16);
 }

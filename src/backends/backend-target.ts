@@ -3,6 +3,8 @@ import type { Sandbox } from "../sandbox/index.js";
 import { parseDialAddress } from "../transport/index.js";
 import type { BackendSpec } from "./backend-config.js";
 
+export const REMOTE_PUSH_SCOPE = "remote-backends";
+
 /** One BuildKit the pool can send builds to, whatever runs it. */
 export interface BackendTarget {
   readonly spec: BackendSpec;
@@ -11,6 +13,8 @@ export interface BackendTarget {
   readonly registryHost: string;
   /** RUN steps of this backend reach the daemon's egress listener (the sandbox's step network). */
   readonly stepEgress: boolean;
+  /** The registry listener this backend pushes through; builds' push grants are good only there. */
+  readonly pushScope: string;
   /** The sandbox's guarantees this backend lacks, for `docker info` and `arca backend ls`. */
   readonly lacks: readonly string[];
   /** Set for local sandboxes. */
@@ -27,12 +31,15 @@ export class SandboxTarget implements BackendTarget {
   readonly kind = "sandbox";
   readonly stepEgress = true;
   readonly lacks: readonly string[] = [];
+  readonly pushScope: string;
 
   constructor(
     readonly spec: BackendSpec,
     readonly sandbox: Sandbox,
     readonly registryHost: string,
-  ) {}
+  ) {
+    this.pushScope = spec.name;
+  }
 
   async start(signal: AbortSignal): Promise<void> {
     await this.sandbox.start(signal);
@@ -54,6 +61,8 @@ export class SandboxTarget implements BackendTarget {
 export class RemoteTarget implements BackendTarget {
   readonly kind = "remote";
   readonly stepEgress = false;
+  /** Every remote backend pushes through the one mutual-TLS listener. */
+  readonly pushScope = REMOTE_PUSH_SCOPE;
   readonly lacks: readonly string[] = [
     "no network isolation (the backend's own network)",
     "RUN steps and base-image pulls bypass the egress policy and audit log",

@@ -15,6 +15,6 @@ export {
   type PoolEvent,
   type PoolOptions,
 } from "./backend-pool.js";
-export { type BackendTarget, RemoteTarget, SandboxTarget } from "./backend-target.js";
+export { type BackendTarget, REMOTE_PUSH_SCOPE, RemoteTarget, SandboxTarget } from "./backend-target.js";
 export { BackendError, type BackendErrorCode } from "./errors.js";
 export { rendezvousOrder } from "./rendezvous.js";

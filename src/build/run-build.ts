@@ -31,8 +31,8 @@ export interface ImageBuildDeps {
    * build's key, or on the backend of the client session it reads its context from.
    */
   lease: (route: BuildRoute, signal: AbortSignal) => Promise<BuildLease>;
-  /** Lets the registry endpoint accept this build's pushes (its tags) until released. */
-  allowPush: (names: string[], signal: AbortSignal) => PushGrant;
+  /** Lets the registry endpoint (the listener of `scope`) accept this build's pushes (its tags) until released. */
+  allowPush: (names: string[], signal: AbortSignal, scope?: string) => PushGrant;
   jobs: BuildJobs;
   /** Most bytes a context archive may take once decompressed (--max-context-size); default no cap. */
   maxContextSize?: number;
@@ -56,6 +56,8 @@ export interface BuildLease {
   stepEgress: boolean;
   /** Named in a failed build's error when there is more than one backend. */
   backend?: string;
+  /** The registry listener the backend pushes through (its push grant is good only there). */
+  pushScope?: string;
   release(opts?: { error?: unknown }): void;
 }
 
@@ -227,9 +229,9 @@ async function streamBuild(
     if (summary && print) say(summary);
   };
   try {
-    grant = deps.allowPush(params.tags, signal);
     lease = await deps.lease(route, signal);
     const { client, registryHost } = lease;
+    grant = deps.allowPush(params.tags, signal, lease.pushScope);
     // A remote backend's steps have its own network: no credential for a proxy they cannot reach.
     if (deps.egress && params.network === "sandbox" && lease.stepEgress)
       egress = openBuildEgress(deps.egress, params.tags, say);

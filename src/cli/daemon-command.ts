@@ -8,6 +8,7 @@ import {
   type BackendTarget,
   mergeBackendSpecs,
   parseBackendFlag,
+  REMOTE_PUSH_SCOPE,
   RemoteTarget,
   readBackendsFile,
   SANDBOX_ADDRESS,
@@ -71,6 +72,8 @@ BuildKit inside the network-less "arca-buildkit" container. Stops on SIGINT/SIGT
                            <data root>/backends.json): ADDR "sandbox" is one more local sandbox,
                            tcp://HOST:PORT a remote buildkitd over mutual TLS (unix:// and
                            vsock-uds:// too); the built-in sandbox is "default"; see "Scale-out"
+  --backend-routing key|round-robin  how builds pick a backend: by key, so each project's cache
+                           stays warm (the default), or in turn (for comparison; see bench:pool)
   --registry-listen tcp://HOST:PORT  serve the registry endpoint over mutual TLS too, for remote
                            backends (needs --registry-tlscert, --registry-tlskey, --registry-tlscacert)
 `;
@@ -91,6 +94,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       "registry-mirror": { type: "string", multiple: true },
       backend: { type: "string", multiple: true },
       "registry-listen": { type: "string" },
+      "backend-routing": { type: "string" },
       "registry-tlscert": { type: "string" },
       "registry-tlskey": { type: "string" },
       "registry-tlscacert": { type: "string" },
@@ -217,10 +221,16 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       if (!sb) continue;
       await sb.prepareChannel();
       await egress.proxy.listen(sb.egressSocket, { sharedGroup: sb.channelGroup });
-      await registry.listen(`unix://${sb.registrySocket}`, { sharedGroup: sb.channelGroup });
+      await registry.listen(`unix://${sb.registrySocket}`, {
+        sharedGroup: sb.channelGroup,
+        scope: t.pushScope,
+      });
     }
     if (registryTls) {
-      const bound = await registry.listen(registryTls.address, { tls: registryTls.material });
+      const bound = await registry.listen(registryTls.address, {
+        tls: registryTls.material,
+        scope: REMOTE_PUSH_SCOPE,
+      });
       say(`registry endpoint for remote backends on ${bound} (mutual TLS)`);
     }
     // `arca build` (BuildKit driven by the CLI) asks here for its push grant; the run dir is private.
@@ -229,6 +239,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     cleanup.push(() => grants.close());
     const pool = new BackendPool(targets, {
       log: say,
+      routing: routing(values["backend-routing"]),
       onEvent: (action, name, attrs) => events.emit("builder", action, name, attrs),
     });
     cleanup.push(() => pool.close());
@@ -288,6 +299,11 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
       }
     }
   }
+}
+
+function routing(v: string | undefined): "key" | "round-robin" {
+  if (v === undefined || v === "key" || v === "round-robin") return v ?? "key";
+  throw new Error(`--backend-routing takes key or round-robin, got "${v}"`);
 }
 
 /** `--registry-listen` with its mutual-TLS files; required when the pool has a remote backend. */

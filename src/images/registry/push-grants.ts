@@ -18,6 +18,8 @@ interface Entry {
   repos: Set<string>;
   /** Full names (`docker.io/library/app:1`) a manifest PUT may tag. */
   tags: Set<string>;
+  /** The listener the grant is good on (see inScope). */
+  scope?: string | undefined;
 }
 
 /**
@@ -29,9 +31,9 @@ export class PushGrants {
   readonly #live = new Set<Entry>();
 
   /** Grants pushes for image names (`app:1`; no tag means latest) plus a fresh by-digest repository. */
-  allow(names: string[], signal?: AbortSignal): PushGrant {
+  allow(names: string[], signal?: AbortSignal, scope?: string): PushGrant {
     const danglingPath = `${DANGLING_PATH}/${randomBytes(12).toString("hex")}`;
-    const entry: Entry = { repos: new Set([storeRepository(danglingPath)]), tags: new Set() };
+    const entry: Entry = { repos: new Set([storeRepository(danglingPath)]), tags: new Set(), scope };
     for (const n of names) {
       const ref = parseNormalizedTagged(n);
       const repo = repositoryName(ref);
@@ -49,15 +51,24 @@ export class PushGrants {
   }
 
   /** Blob uploads and manifests by digest into a store repository. */
-  mayPushTo(repo: string): boolean {
-    for (const e of this.#live) if (e.repos.has(repo)) return true;
+  mayPushTo(repo: string, scope?: string): boolean {
+    for (const e of this.#live) if (e.repos.has(repo) && inScope(e, scope)) return true;
     return false;
   }
 
   /** A manifest PUT that sets the tag `<repo>:<tag>`. */
-  mayTag(repo: string, tag: string): boolean {
+  mayTag(repo: string, tag: string, scope?: string): boolean {
     const name = `${repo}:${tag}`;
-    for (const e of this.#live) if (e.tags.has(name)) return true;
+    for (const e of this.#live) if (e.tags.has(name) && inScope(e, scope)) return true;
     return false;
   }
+}
+
+/**
+ * A grant made for one listener (a backend's channel, the TLS listener of remote backends) is
+ * good only there: one backend cannot push under names granted to a build on another. Grants
+ * without a scope (`arca build`) and listeners without one (a pool of one) match any.
+ */
+function inScope(e: Entry, listener: string | undefined): boolean {
+  return e.scope === undefined || listener === undefined || e.scope === listener;
 }

@@ -19,12 +19,12 @@ export interface RegistryServerOptions {
 export interface RegistryServer {
   /** Listens on `unix:///path` or `tcp://host:port` (port 0 picks one); resolves with the bound address. */
   /** `opts.sharedGroup`: the channel directory is shared with the sandbox's root through this gid. */
-  listen(address: string, opts?: ListenOptions & { tls?: RegistryTls }): Promise<string>;
+  listen(address: string, opts?: ListenOptions & { tls?: RegistryTls; scope?: string }): Promise<string>;
   /**
    * Accepts pushes (blob uploads, manifests, tags) for these image names until the grant is released or
    * the signal aborts; everything else is refused with DENIED. Builds register their exporter's names here.
    */
-  allowPush(names: string[], signal?: AbortSignal): PushGrant;
+  allowPush(names: string[], signal?: AbortSignal, scope?: string): PushGrant;
   /** Stops every listener and drops open connections. */
   close(): Promise<void>;
 }
@@ -46,6 +46,8 @@ interface Ctx {
   repo: string;
   signal: AbortSignal;
   grants: PushGrants;
+  /** The listener's scope: pushes need a grant made for it (see PushGrants). */
+  scope?: string | undefined;
 }
 
 const API_VERSION_HEADER = { "Docker-Distribution-Api-Version": "registry/2.0" };
@@ -54,13 +56,13 @@ const API_VERSION_HEADER = { "Docker-Distribution-Api-Version": "registry/2.0" }
 export function createRegistryServer(store: ImageStore, opts: RegistryServerOptions = {}): RegistryServer {
   const servers: Server[] = [];
   const grants = new PushGrants();
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  const handlerFor = (scope?: string) => (req: IncomingMessage, res: ServerResponse) => {
     // The response's close (not the request's) tells a disconnect from a fully read body (nodejs/node#40775).
     const ac = new AbortController();
     res.on("close", () => {
       if (!res.writableFinished) ac.abort(new Error("client disconnected"));
     });
-    handle(store, grants, req, res, ac.signal)
+    handle(store, grants, req, res, ac.signal, scope)
       .catch((err: unknown) => {
         const ctx: RegistryContext = (err as { registryContext?: RegistryContext }).registryContext ?? "blob";
         const e = toRegistryError(err, ctx);
@@ -71,8 +73,12 @@ export function createRegistryServer(store: ImageStore, opts: RegistryServerOpti
       .finally(() => opts.log?.(`registry: ${req.method} ${req.url} -> ${res.statusCode}`));
   };
   return {
-    async listen(address: string, opts?: ListenOptions & { tls?: RegistryTls }): Promise<string> {
+    async listen(
+      address: string,
+      opts?: ListenOptions & { tls?: RegistryTls; scope?: string },
+    ): Promise<string> {
       const tls = opts?.tls;
+      const handler = handlerFor(opts?.scope);
       // Remote backends reach the store over the network: only with a client certificate of the pool's CA.
       const server = tls
         ? createTlsServer(
@@ -84,7 +90,7 @@ export function createRegistryServer(store: ImageStore, opts: RegistryServerOpti
       servers.push(server);
       return bound;
     },
-    allowPush: (names, signal) => grants.allow(names, signal),
+    allowPush: (names, signal, scope) => grants.allow(names, signal, scope),
     async close(): Promise<void> {
       await Promise.all(
         servers.splice(0).map(
@@ -113,6 +119,7 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   signal: AbortSignal,
+  scope?: string,
 ) {
   const url = new URL(req.url ?? "/", "http://registry");
   const method = req.method ?? "GET";
@@ -131,7 +138,7 @@ async function handle(
     } catch (err) {
       throw new RegistryHttpError(400, "NAME_INVALID", (err as Error).message);
     }
-    const ctx: Ctx = { req, res, url, name, repo, signal, grants };
+    const ctx: Ctx = { req, res, url, name, repo, signal, grants, scope };
     if (kind === "uploads" || kind === "upload") requirePush(ctx);
     switch (kind) {
       case "manifest":
@@ -167,7 +174,7 @@ async function inContext(ctx: RegistryContext, p: Promise<void>): Promise<void> 
 
 /** Writes go only to repositories of builds in flight (see PushGrants). */
 function requirePush(c: Ctx, tag?: string): void {
-  const ok = tag === undefined ? c.grants.mayPushTo(c.repo) : c.grants.mayTag(c.repo, tag);
+  const ok = tag === undefined ? c.grants.mayPushTo(c.repo, c.scope) : c.grants.mayTag(c.repo, tag, c.scope);
   if (ok) return;
   c.req.resume();
   const what = tag === undefined ? c.repo : `${c.repo}:${tag}`;

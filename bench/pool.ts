@@ -1,0 +1,129 @@
+/**
+ * npm run bench:pool — the backend pool against a single backend, in one run:
+ *  (a) 16 classic `--no-cache` builds of 8 projects, all submitted at once, whose RUN step waits
+ *      (`sleep 2`), at most 2 builds per backend: wall time with 3 backends vs 1 (target ≤ 0.45);
+ *  (b) repeated builds of 8 projects (each built once, then twice more): the share of repeats
+ *      answered from BuildKit's cache with key routing (target 100 %) against round-robin routing;
+ *  (c) routing cost: a cached trivial build (a new build arg each time, so the daemon's memo of
+ *      unchanged builds does not answer it) through a pool of 3 vs a single backend (target ≤ 5 ms).
+ * The backends are local sandboxes (runc containers), each with its own buildkitd and cache.
+ */
+import { execFile } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { seedBusybox } from "../test/support/busybox-rootfs.js";
+import { type DaemonProc, startDaemon } from "../test/support/daemon.js";
+import { median, timed } from "./workloads.js";
+
+const run = promisify(execFile);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+
+interface Daemon {
+  proc: DaemonProc;
+  docker(args: string[]): Promise<{ stdout: string; stderr: string }>;
+}
+
+async function main(): Promise<void> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-pool-"));
+  const started: DaemonProc[] = [];
+  const start = async (name: string, backends: number, flags: string[] = []): Promise<Daemon> => {
+    const root = path.join(tmp, name);
+    await mkdir(root, { recursive: true });
+    await seedBusybox(root, tmp);
+    const list = [{ name: "default", address: "sandbox", max: 2 }];
+    for (let i = 2; i <= backends; i++) list.push({ name: `b${i}`, address: "sandbox", max: 2 });
+    await writeFile(path.join(root, "backends.json"), JSON.stringify({ backends: list }));
+    const proc = startDaemon(root, path.join(root, "arca.sock"), flags);
+    started.push(proc);
+    await proc.waitFor(/arca: ready in/, 600_000);
+    for (let i = 2; i <= backends; i++)
+      await proc.waitFor(new RegExp(`backend b${i} \\(sandbox\\) is up`), 300_000);
+    const env = {
+      ...process.env,
+      DOCKER_HOST: `unix://${path.join(root, "arca.sock")}`,
+      DOCKER_BUILDKIT: "0",
+    };
+    return { proc, docker: (args) => run("docker", args, { env, maxBuffer: 64 << 20 }) };
+  };
+  const project = async (name: string, step: string): Promise<string> => {
+    const dir = path.join(tmp, "ctx", name);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "Dockerfile"), `FROM busybox:local\nRUN ${step}\n`);
+    return dir;
+  };
+  const builtId = (out: string) => /Successfully built ([0-9a-f]{12})/.exec(out)?.[1] ?? "";
+
+  /** (a): every build of 8 projects (2 each) at once; wall time. */
+  const wall = async (d: Daemon, tag: string) => {
+    const dirs = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => project(`wait-${tag}-${i}`, `echo ${i} && sleep 2`)),
+    );
+    return timed(() =>
+      Promise.all(
+        dirs.flatMap((dir, i) => [1, 2].map(() => d.docker(["build", "--no-cache", "-t", `wait-${i}`, dir]))),
+      ),
+    );
+  };
+  /** (b): share of repeat builds whose image is the first build's (the stamp step came from the cache). */
+  const hitRate = async (d: Daemon, tag: string) => {
+    let hits = 0;
+    let repeats = 0;
+    for (let i = 0; i < 8; i++) {
+      const dir = await project(`hits-${tag}-${i}`, `echo ${tag}-${i} $(date +%s%N) > /stamp`);
+      const first = builtId(
+        (await d.docker(["build", "--build-arg", "ROUND=0", "-t", `hits-${tag}-${i}`, dir])).stdout,
+      );
+      for (const round of [1, 2]) {
+        const r = await d.docker(["build", "--build-arg", `ROUND=${round}`, "-t", `hits-${tag}-${i}`, dir]);
+        repeats++;
+        if (builtId(r.stdout) === first) hits++;
+      }
+    }
+    return hits / repeats;
+  };
+  /** (c): median of RUNS cached trivial builds (the memo bypassed by a new build arg each time). */
+  const cachedTrivial = async (d: Daemon, tag: string) => {
+    const dir = await project(`trivial-${tag}`, "echo hi > /x");
+    await d.docker(["build", "--build-arg", "ROUND=warm", "-t", "trivial", dir]);
+    const times: number[] = [];
+    for (let i = 0; i < RUNS; i++)
+      times.push(
+        await timed(() => d.docker(["build", "--build-arg", `ROUND=${tag}-${i}`, "-t", "trivial", dir])),
+      );
+    return median(times);
+  };
+
+  try {
+    const one = await start("one", 1);
+    const pool = await start("pool", 3);
+    const wallOne = await wall(one, "one");
+    const wallPool = await wall(pool, "pool");
+    const trivialOne = await cachedTrivial(one, "one");
+    const trivialPool = await cachedTrivial(pool, "pool");
+    await one.proc.stop();
+    const keyRate = await hitRate(pool, "key");
+    await pool.proc.stop();
+    const rr = await start("pool", 3, ["--backend-routing", "round-robin"]);
+    const rrRate = await hitRate(rr, "rr");
+    const pct = (x: number) => `${(x * 100).toFixed(0)} %`;
+    console.log(
+      `backend pool vs one backend (local sandboxes, ${os.cpus().length} CPUs, medians of ${RUNS}):`,
+    );
+    console.log(
+      `(a) 16 builds of 8 projects (RUN sleep 2), max 2 per backend: 1 backend ${wallOne.toFixed(2)} s, 3 backends ${wallPool.toFixed(2)} s, ratio ${(wallPool / wallOne).toFixed(2)} (target ≤ 0.45)`,
+    );
+    console.log(
+      `(b) cache hits on repeated builds of 8 projects: key routing ${pct(keyRate)} (target 100 %), round-robin ${pct(rrRate)}`,
+    );
+    console.log(
+      `(c) cached trivial build: 1 backend ${(trivialOne * 1000).toFixed(0)} ms, pool of 3 ${(trivialPool * 1000).toFixed(0)} ms, routing overhead ${((trivialPool - trivialOne) * 1000).toFixed(1)} ms (target ≤ 5 ms)`,
+    );
+  } finally {
+    for (const d of started) await d.stop().catch(() => {});
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+await main();
