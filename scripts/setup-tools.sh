@@ -31,7 +31,8 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # htpasswd (bcrypt) for the test registry's basic auth.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v patch >/dev/null 2>&1 || need_apt+=(patch)
-# curl and openssl: the egress tests' clients and their origins' self-signed certificates.
+# curl and openssl: the egress tests' clients and their origins' self-signed certificates, the
+# backend pool test's mutual-TLS CA.
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # The sandbox's trust roots for upstream registries and ADD https://.

@@ -91,6 +91,20 @@ describe("backend pool: three BuildKit backends behind one daemon", { timeout: 1
     );
     return dir;
   };
+  /** A project (built once) that the pool routes to `backend`, found from its placement events. */
+  const projectOn = async (backend: string, prefix: string): Promise<{ dir: string; tag: string }> => {
+    for (let i = 0; i < 16; i++) {
+      const t0 = Math.floor(Date.now() / 1000);
+      const dir = await project(`${prefix}-${i}`);
+      const tag = `${prefix}-${i}:1`;
+      await ok(["build", "-t", tag, dir], { DOCKER_BUILDKIT: "0" });
+      const e = (await builderEvents(t0)).find(
+        (x) => x.Action === "build" && x.Actor.Attributes.names === tag,
+      );
+      if (e?.Actor.ID === backend) return { dir, tag };
+    }
+    throw new Error(`no project routed to ${backend}: ${JSON.stringify(await backends())}`);
+  };
   const classic = (tag: string, dir: string, round: number) =>
     cli(["build", "--build-arg", `ROUND=${round}`, "-t", tag, dir], { DOCKER_BUILDKIT: "0" });
   const imageId = async (ref: string) =>
@@ -263,21 +277,7 @@ describe("backend pool: three BuildKit backends behind one daemon", { timeout: 1
 
   test("kill -9 of the remote buildkitd mid-build: that build fails naming it, builds go elsewhere, it rejoins", async () => {
     // Find a project the remote backend takes, from the pool's own placement events.
-    let dir = "";
-    let tag = "";
-    for (let i = 0; i < 12 && !tag; i++) {
-      const t0 = Math.floor(Date.now() / 1000);
-      const d = await project(`probe-${i}`);
-      await ok(["build", "-t", `probe-${i}:1`, d], { DOCKER_BUILDKIT: "0" });
-      const e = (await builderEvents(t0)).find(
-        (x) => x.Action === "build" && x.Actor.Attributes.names === `probe-${i}:1`,
-      );
-      if (e?.Actor.ID === "remote") {
-        dir = d;
-        tag = `probe-${i}:1`;
-      }
-    }
-    assert.ok(tag, `some project routes to the remote backend: ${JSON.stringify(await backends())}`);
+    const { dir, tag } = await projectOn("remote", "probe");
     await writeFile(path.join(dir, "Dockerfile"), "FROM busybox:local\nRUN echo started && sleep 120\n");
     const t0 = Math.floor(Date.now() / 1000);
     const long = classic(tag, dir, 99);
@@ -307,21 +307,7 @@ describe("backend pool: three BuildKit backends behind one daemon", { timeout: 1
 
   test("arca backend drain waits for the running build, then rm leaves the pool without it; no build is lost", async () => {
     // A build placed on b2 (found as above), made slow, then b2 drained under it.
-    let dir = "";
-    let tag = "";
-    for (let i = 0; i < 12 && !tag; i++) {
-      const t0 = Math.floor(Date.now() / 1000);
-      const d = await project(`drain-${i}`);
-      await ok(["build", "-t", `drain-${i}:1`, d], { DOCKER_BUILDKIT: "0" });
-      const e = (await builderEvents(t0)).find(
-        (x) => x.Action === "build" && x.Actor.Attributes.names === `drain-${i}:1`,
-      );
-      if (e?.Actor.ID === "b2") {
-        dir = d;
-        tag = `drain-${i}:1`;
-      }
-    }
-    assert.ok(tag, "some project routes to b2");
+    const { dir, tag } = await projectOn("b2", "drain");
     await writeFile(path.join(dir, "Dockerfile"), "FROM busybox:local\nRUN sleep 6 && echo slow > /slow\n");
     const slow = classic(tag, dir, 7);
     await poll(

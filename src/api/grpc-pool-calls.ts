@@ -19,9 +19,10 @@ const OK_TRAILERS = { "grpc-status": "0" };
 export function answerPoolDiskUsage(
   stream: http2.ServerHttp2Stream,
   pool: BackendPool,
-  signal: AbortSignal,
+  connection: AbortSignal,
 ): void {
   stream.on("error", () => {});
+  const signal = callSignal(stream, connection);
   (async () => {
     const req = fromBinary(DiskUsageRequestSchema, unaryMessage(await collect(stream)));
     const backends = await pool.everyUp(signal);
@@ -43,9 +44,11 @@ export function answerPoolDiskUsage(
 export function answerPoolPrune(
   stream: http2.ServerHttp2Stream,
   pool: BackendPool,
-  signal: AbortSignal,
+  connection: AbortSignal,
 ): void {
   stream.on("error", () => {});
+  // The client cancelling the call stops the prune, not only closing its connection.
+  const signal = callSignal(stream, connection);
   let started = false;
   (async () => {
     const req = fromBinary(PruneRequestSchema, unaryMessage(await collect(stream)));
@@ -67,4 +70,10 @@ export function answerPoolPrune(
     if (!started) respondGrpcError(stream, err);
     else stream.close();
   });
+}
+
+function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSignal): AbortSignal {
+  const ended = new AbortController();
+  stream.once("close", () => ended.abort(new Error("call closed")));
+  return AbortSignal.any([connection, ended.signal]);
 }

@@ -71,7 +71,7 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
 
 /**
  * Serves the client's HTTP/2 connection until it closes. Each call goes to
- * its backend (see callUpstream) over one upstream connection per backend
+ * its backend (see routeCall) over one upstream connection per backend
  * and client connection, so the client going away cancels every call it
  * had open (and with them their builds).
  */

@@ -3,6 +3,7 @@ import type { ControlClient } from "../buildkit/index.js";
 import { abortReason, errorMessage, sleep } from "../util/index.js";
 import type { BackendTarget } from "./backend-target.js";
 import { BackendError } from "./errors.js";
+import { PlacementBook } from "./placement-book.js";
 import { rendezvousOrder } from "./rendezvous.js";
 
 export type BackendHealth = "starting" | "up" | "down";
@@ -68,22 +69,8 @@ const MAX_DOWN_BACKOFF_MS = 15_000;
 const GONE_AFTER_MS = 30_000;
 /** How long a build waits while no backend at all is up before it fails. */
 const NO_BACKEND_WAIT_MS = 120_000;
-/** How often a healthy backend's cache size is measured (and after every build). */
+/** How often a healthy backend's cache size is measured. */
 const CACHE_SIZE_EVERY_MS = 30_000;
-
-interface RefEntry {
-  backend?: string;
-  /** Its Solve arrived and waits for a place. */
-  pending: boolean;
-  waiters: Set<() => void>;
-}
-
-interface SessionEntry {
-  member?: Member;
-  /** Arrived, waiting for a place. */
-  pending: boolean;
-  waiters: Set<() => void>;
-}
 
 interface Member {
   target: BackendTarget;
@@ -94,7 +81,7 @@ interface Member {
   done: number;
   lastError?: string;
   cacheBytes?: number;
-  /** When cacheBytes was measured (0: stale, a build ended since). */
+  /** When cacheBytes was measured (every 30 s: DiskUsage walks the cache, builds need the CPU). */
   cacheAt: number;
   /** Since when the backend has been down, and whether onGone listeners heard of it. */
   downSince?: number | undefined;
@@ -113,8 +100,8 @@ interface Member {
 export class BackendPool {
   readonly #members: Member[];
   readonly #waiters = new Set<() => void>();
-  readonly #sessions = new Map<string, SessionEntry>();
-  readonly #refs = new Map<string, RefEntry>();
+  readonly #sessions = new PlacementBook<Member>();
+  readonly #refs = new PlacementBook<Member>();
   readonly #stop = new AbortController();
   readonly #goneListeners = new Set<(backend: string) => void>();
   readonly #opts: PoolOptions;
@@ -132,11 +119,6 @@ export class BackendPool {
       cacheAt: 0,
     }));
     this.#opts = opts;
-  }
-
-  /** The built-in sandbox's target (the first configured). */
-  get primary(): BackendTarget {
-    return (this.#members[0] as Member).target;
   }
 
   get targets(): BackendTarget[] {
@@ -341,7 +323,8 @@ export class BackendPool {
       const live = this.#members.filter((m) => !m.removed);
       if (live.every((m) => m.draining))
         throw new BackendError("no_backend", "no BuildKit backend takes builds (all drained or removed)");
-      if (live.some((m) => m.health === "up")) noneUpSince = undefined;
+      // A backend still starting (the first start assembles the sandbox image) is worth waiting for.
+      if (live.some((m) => m.health !== "down")) noneUpSince = undefined;
       else {
         noneUpSince ??= Date.now();
         if (Date.now() - noneUpSince >= NO_BACKEND_WAIT_MS)
@@ -367,7 +350,6 @@ export class BackendPool {
         released = true;
         m.running--;
         m.done++;
-        m.cacheAt = 0;
         // A build that failed may have lost its backend: check now, not at the next tick.
         if (opts.error !== undefined) m.poke?.();
         this.#wake();
@@ -409,36 +391,12 @@ export class BackendPool {
    * wait for it rather than go elsewhere. Returns forget(), for a session that never got placed.
    */
   expectSession(id: string): () => void {
-    const e = this.#session(id);
-    e.pending = true;
-    return () => {
-      if (this.#sessions.get(id) === e && !e.member) {
-        this.#sessions.delete(id);
-        this.#wakeAll(e.waiters);
-      }
-    };
+    return this.#sessions.expect(id);
   }
 
   /** Session `id` lives on `lease`'s backend until the returned function runs. */
   bindSession(id: string, lease: Lease): () => void {
-    const e = this.#session(id);
-    e.member = this.#member(lease.backend);
-    this.#wakeAll(e.waiters);
-    return () => {
-      if (this.#sessions.get(id) === e) this.#sessions.delete(id);
-    };
-  }
-
-  #session(id: string): SessionEntry {
-    const found = this.#sessions.get(id);
-    if (found) return found;
-    const e: SessionEntry = { pending: false, waiters: new Set() };
-    this.#sessions.set(id, e);
-    return e;
-  }
-
-  #wakeAll(set: Set<() => void>): void {
-    for (const w of [...set]) w();
+    return this.#sessions.place(id, this.#member(lease.backend));
   }
 
   /**
@@ -446,25 +404,8 @@ export class BackendPool {
    * unknown id (buildx opens the session and starts the solve on separate connections);
    * undefined if no session of that id shows up.
    */
-  async sessionPlacement(id: string, signal: AbortSignal): Promise<Placement | undefined> {
-    const only = this.#only();
-    if (only) return this.#placement(only, await only.target.client(signal));
-    const deadline = Date.now() + PLACEMENT_WAIT_MS;
-    for (;;) {
-      const e = this.#session(id);
-      if (e.member) return this.#placement(e.member, await e.member.target.client(signal));
-      const left = e.pending ? 60_000 : deadline - Date.now();
-      if (left <= 0) {
-        if (e.waiters.size === 0 && !e.pending) this.#sessions.delete(id);
-        return undefined;
-      }
-      try {
-        await this.#waitIn(e.waiters, left, signal);
-      } catch (err) {
-        if (e.waiters.size === 0 && !e.pending && !e.member) this.#sessions.delete(id);
-        throw err;
-      }
-    }
+  sessionPlacement(id: string, signal: AbortSignal): Promise<Placement | undefined> {
+    return this.#placedIn(this.#sessions, id, signal, PLACEMENT_WAIT_MS);
   }
 
   /**
@@ -472,90 +413,31 @@ export class BackendPool {
    * gateway calls of that ref wait for it instead of going elsewhere. Returns forget().
    */
   expectRef(ref: string): () => void {
-    const e = this.#ref(ref);
-    e.pending = true;
-    return () => {
-      if (this.#refs.get(ref) === e && e.backend === undefined) {
-        this.#refs.delete(ref);
-        this.#wakeAll(e.waiters);
-      }
-    };
+    return this.#refs.expect(ref);
   }
 
-  /** Notes that solve `ref` runs on `backend` (its Status and gateway calls follow it). */
+  /** Notes that solve `ref` runs on `backend` (its Status and gateway calls follow it, also a while after). */
   bindRef(ref: string, backend: string): () => void {
-    const e = this.#ref(ref);
-    e.backend = backend;
-    e.pending = false;
-    this.#wakeAll(e.waiters);
-    return () => {
-      const t = setTimeout(() => {
-        if (this.#refs.get(ref) === e) this.#refs.delete(ref);
-      }, REF_LINGER_MS);
-      t.unref();
-    };
-  }
-
-  #ref(ref: string): RefEntry {
-    const found = this.#refs.get(ref);
-    if (found) return found;
-    const e: RefEntry = { pending: false, waiters: new Set() };
-    this.#refs.set(ref, e);
-    return e;
+    return this.#refs.place(ref, this.#member(backend), REF_LINGER_MS);
   }
 
   /**
    * The backend solve `ref` runs on: waits while its Solve waits for a place, or a while for a
    * ref not seen yet; undefined if it never shows.
    */
-  async refPlacement(
-    ref: string,
-    signal: AbortSignal,
-    waitMs = PLACEMENT_WAIT_MS,
-  ): Promise<Placement | undefined> {
-    const only = this.#only();
-    if (only) return this.#placement(only, await only.target.client(signal));
-    const deadline = Date.now() + waitMs;
-    for (;;) {
-      const e = this.#ref(ref);
-      if (e.backend !== undefined) {
-        const m = this.#member(e.backend);
-        return this.#placement(m, await m.target.client(signal));
-      }
-      const left = e.pending ? 60_000 : deadline - Date.now();
-      if (left <= 0) {
-        if (e.waiters.size === 0 && !e.pending) this.#refs.delete(ref);
-        return undefined;
-      }
-      try {
-        await this.#waitIn(e.waiters, left, signal);
-      } catch (err) {
-        if (e.waiters.size === 0 && !e.pending && e.backend === undefined) this.#refs.delete(ref);
-        throw err;
-      }
-    }
+  refPlacement(ref: string, signal: AbortSignal, waitMs = PLACEMENT_WAIT_MS): Promise<Placement | undefined> {
+    return this.#placedIn(this.#refs, ref, signal, waitMs);
   }
 
-  #waitIn(set: Set<() => void>, ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const cleanup = () => {
-        clearTimeout(t);
-        set.delete(done);
-        signal.removeEventListener("abort", onAbort);
-      };
-      const done = () => {
-        cleanup();
-        resolve();
-      };
-      const onAbort = () => {
-        cleanup();
-        reject(abortReason(signal));
-      };
-      const t = setTimeout(done, ms);
-      if (signal.aborted) return onAbort();
-      set.add(done);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+  async #placedIn(
+    book: PlacementBook<Member>,
+    id: string,
+    signal: AbortSignal,
+    waitMs: number,
+  ): Promise<Placement | undefined> {
+    // A pool of one places everything there: nothing waits.
+    const m = this.#only() ?? (await book.placed(id, signal, waitMs));
+    return m && this.#placement(m, await m.target.client(signal));
   }
 
   /** The one backend of a pool of one: everything goes there, nothing waits to be placed. */

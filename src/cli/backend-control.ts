@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
 import { BackendError, type BackendPool, type BackendView } from "../backends/index.js";
-import { listen } from "../transport/index.js";
+import { closeHttpServer, listen } from "../transport/index.js";
 import { errorMessage } from "../util/index.js";
 
 /**
@@ -29,11 +29,7 @@ export async function serveBackendControl(
   });
   await listen(`unix://${socketPath}`, server, { socketMode: 0o600 });
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeHttpServer(server),
   };
 }
 

@@ -7,5 +7,5 @@ export {
 } from "./backoff.js";
 export { type Dialer, type DialOptions, parseDialAddress, type VsockBridge } from "./dialer.js";
 export { TransportError, type TransportErrorCode, toTransportError } from "./errors.js";
-export { type ListenOptions, listen } from "./listen.js";
+export { closeHttpServer, type ListenOptions, listen } from "./listen.js";
 export type { TlsFiles } from "./tls-files.js";

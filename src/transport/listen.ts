@@ -129,3 +129,11 @@ function probe(path: string, timeoutMs: number): Promise<"live" | "stale" | "gon
     });
   });
 }
+
+/** Stops an HTTP server and drops its open connections (held-open responses included). */
+export function closeHttpServer(server: HttpServer): Promise<void> {
+  return new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -1,5 +1,5 @@
 import { createServer, request, type Server } from "node:http";
-import { listen } from "../../transport/index.js";
+import { closeHttpServer, listen } from "../../transport/index.js";
 import { ImageError } from "../errors.js";
 import type { PushGrant } from "./push-grants.js";
 import type { RegistryServer } from "./server.js";
@@ -54,11 +54,7 @@ export async function serveGrantSocket(
   });
   await listen(`unix://${socketPath}`, server, { socketMode: 0o600 });
   return {
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close: () => closeHttpServer(server),
   };
 }
 
