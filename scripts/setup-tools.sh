@@ -2,7 +2,7 @@
 # Idempotent, cached tool provisioning: buildkitd + buildctl (built from the
 # github.com/moby/buildkit Go module), the docker-buildx CLI plugin (built
 # from github.com/docker/buildx), the CNI loopback plugin, Arca's own Go tools
-# (arca-proxy, arca-console-relay, arca-session-relay), runc and busybox-static from Debian.
+# (arca-proxy, arca-console-relay), runc and busybox-static from Debian.
 # Tools land in ${ARCA_TOOLS_DIR:-$HOME/.cache/arca/tools}/bin; docker-buildx
 # is also linked as ~/.docker/cli-plugins/docker-buildx.
 set -euo pipefail
@@ -159,8 +159,6 @@ build_own_go_tool() { # name source-dir
 }
 build_own_go_tool arca-proxy "$here/../sandbox-image/proxy"
 build_own_go_tool arca-console-relay "$here/../tools/console-relay"
-# Carries client sessions (POST /session) to a local sandbox's buildkitd without the daemon in between.
-build_own_go_tool arca-session-relay "$here/../tools/session-relay"
 # A static network probe the tests copy into RUN steps.
 build_own_go_tool arca-net-probe "$here/../tools/net-probe"
 # Its 32-bit build: Go's 386 port makes sockets through socketcall(2) (the VM sandbox's tests).

@@ -27,8 +27,6 @@ export interface ApiDeps {
   /** docker pull, push and login, through the egress policy. */
   registry?: RegistryClient;
   buildkitVersion: string;
-  /** arca-session-relay: carries /session connections to local sandboxes (else the daemon bridges them). */
-  sessionRelay?: string;
   daemonName: string;
   log: (line: string) => void;
 }

@@ -5,7 +5,6 @@ import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import type { Router } from "./router.js";
-import { relaySession } from "./session-relay.js";
 
 const HEADER_PREFIX = "x-docker-expose-session-";
 const UUID_HEADER = `${HEADER_PREFIX}uuid`;
@@ -58,30 +57,8 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       lease = await deps.pool.acquire(shared || `session:${id}`, gone.signal, sessionAttrs(shared));
       unbind = deps.pool.bindSession(id, lease);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
-      const placed = lease.backend;
-      const addr = lease.client.address;
-      // A local sandbox's channel socket: the relay carries the session, the daemon steps aside.
-      const relay =
-        deps.sessionRelay && addr.startsWith("unix://")
-          ? relaySession({
-              relay: deps.sessionRelay,
-              buildkitAddr: addr,
-              socket,
-              early,
-              metadata: h.metadata,
-              preamble: SWITCHING_TO_H2C,
-              log: deps.log,
-            })
-          : undefined;
-      if (relay) {
-        upgraded = true;
-        offGone = deps.pool.onGone((name) => {
-          if (name === placed) relay.stop();
-        });
-        await relay.done;
-        return;
-      }
       const h2 = lease.client.connectHttp2(gone.signal);
+      const placed = lease.backend;
       offGone = deps.pool.onGone((name) => {
         if (name === placed) h2.destroy();
       });

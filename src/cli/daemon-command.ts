@@ -124,7 +124,6 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   requireTool("buildkitd");
   requireTool("runc");
   requireTool("arca-proxy");
-  const sessionRelay = requireTool("arca-session-relay");
   await mkdir(path.join(dataRoot, "run"), { recursive: true, mode: 0o700 });
   const stop = new AbortController();
   const onSignal = () => stop.abort(new Error("daemon stopping"));
@@ -261,7 +260,6 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
         registry: registryClient,
         events,
         buildkitVersion: version,
-        sessionRelay,
         daemonName: `arca-${process.pid}`,
         log: say,
       }),
