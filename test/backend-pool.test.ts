@@ -343,9 +343,13 @@ describe("backend pool: three BuildKit backends behind one daemon", { timeout: 1
     assert.match(unknown.stderr, /no backend named "nope"/);
   });
 
-  test("docker builder prune empties every backend; docker system df sums the pool", async () => {
+  test("docker builder prune empties every backend; buildx du and docker system df cover the pool", async () => {
     const df = await ok(["system", "df"]);
     assert.match(df.stdout, /Build Cache/);
+    // buildx du sums the pool; each record's description names its backend.
+    const du = await ok(["buildx", "du", "--verbose"]);
+    assert.match(du.stdout, /Description:\s+\[default\] /);
+    assert.match(du.stdout, /Description:\s+\[remote\] /);
     const prune = await ok(["builder", "prune", "-af"]);
     assert.match(prune.stdout, /Total:/);
     for (const name of ["default", "remote"]) {

@@ -11,6 +11,7 @@ import { registerDiskUsageRoute } from "./build-disk-usage.js";
 import { leaseForBuild } from "./build-lease.js";
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
+import { backendDescription } from "./grpc-pool-calls.js";
 import { sendJSON, startJSONStream } from "./respond.js";
 import type { Router } from "./router.js";
 
@@ -97,7 +98,14 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
 
   registerDiskUsageRoute(router, deps, async (apiVersion, signal) => {
     const backends = await deps.pool.everyUp(signal);
-    const each = await Promise.all(backends.map((b) => buildCacheUsage(b.client, apiVersion, signal)));
+    const each = await Promise.all(
+      backends.map(async (b) => {
+        const records = await buildCacheUsage(b.client, apiVersion, signal);
+        if (backends.length > 1)
+          for (const r of records) r.Description = backendDescription(b.backend, r.Description);
+        return records;
+      }),
+    );
     return each.flat();
   });
 }

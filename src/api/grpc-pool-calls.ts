@@ -30,7 +30,14 @@ export function answerPoolDiskUsage(
     const settled = await Promise.allSettled(
       backends.map((b) => b.client.control.diskUsage(req, { signal })),
     );
-    const answers = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+    const answers = settled.flatMap((s, i) => {
+      if (s.status !== "fulfilled") return [];
+      // `buildx du --verbose` shows each record's description: it names the backend.
+      if (backends.length > 1)
+        for (const r of s.value.record)
+          r.Description = backendDescription(backends[i]?.backend, r.Description);
+      return [s.value];
+    });
     if (answers.length === 0 && settled[0]?.status === "rejected") throw settled[0].reason;
     const merged = answers[0] ?? fromBinary(DiskUsageResponseSchema, new Uint8Array());
     for (const a of answers.slice(1)) merged.record.push(...a.record);
@@ -76,4 +83,9 @@ function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSignal): A
   const ended = new AbortController();
   stream.once("close", () => ended.abort(new Error("call closed")));
   return AbortSignal.any([connection, ended.signal]);
+}
+
+/** A cache record's description in a pool of several backends: `[NAME] description`. */
+export function backendDescription(backend: string | undefined, description: string): string {
+  return backend ? `[${backend}] ${description}` : description;
 }
