@@ -374,6 +374,25 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
     assert.match(builderPrune.stdout, /Total:/);
   });
 
+  test("a Solve the daemon refuses (loopback and remote pushes mixed, an invalid name) is answered with its error; the daemon lives on", async () => {
+    const ctx = await context("refused", { Dockerfile: "FROM busybox:local\nRUN echo refused > /r\n" });
+    const mixed = await cli([
+      "buildx",
+      "build",
+      "--output",
+      'type=image,"name=localhost:5999/a:1,example.org/b:1",push=true',
+      ctx,
+    ]);
+    assert.notEqual(mixed.code, 0);
+    assert.match(mixed.stderr, /cannot share a build with pushes elsewhere/);
+    const badName = await cli(["buildx", "build", "--output", "type=image,name=UPPER/Case:1", ctx]);
+    assert.notEqual(badName.code, 0);
+    assert.match(badName.stderr, /invalid image name/);
+    // Still answering, and still building.
+    await ok(["version"]);
+    await ok(["buildx", "build", "-o", `type=local,dest=${path.join(tmp, "refused-out")}`, ctx]);
+  });
+
   test("POST /grpc: dockerd's upgrade errors; every method reaches buildkitd, unknown ones UNIMPLEMENTED", async () => {
     const none = await openGrpc(socket, {});
     assert.equal(none.status, 500);

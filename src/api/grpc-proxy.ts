@@ -85,10 +85,10 @@ export function forwardStream(
           choice: await upstream.byRequest(unaryMessage(body)),
           body,
         }));
-  chosen.then(
-    ({ choice, body }) => proxyCall(stream, rawHeaders, choice, rewriteWith, body),
-    (err: unknown) => respondGrpcError(stream, err),
-  );
+  // Whatever fails on the way (the choice, a rewrite that refuses the request) answers the call.
+  chosen
+    .then(({ choice, body }) => proxyCall(stream, rawHeaders, choice, rewriteWith, body))
+    .catch((err: unknown) => respondGrpcError(stream, err));
 }
 
 function proxyCall(
@@ -207,18 +207,22 @@ function sendBody(
   rewrite: UnaryRewrite | undefined,
   mapStream: ResponseStreamRewrite | undefined,
 ): void {
-  if (!rewrite) {
-    mapStream?.requestMessage?.(unaryMessage(body));
-    up.end(body);
-    return;
-  }
-  Promise.resolve(rewrite.request(unaryMessage(body))).then(
-    (msg) => up.end(grpcFrame(msg)),
-    (err: unknown) => {
-      respondGrpcError(stream, err);
-      if (!up.closed) up.close(NGHTTP2_CANCEL);
-    },
-  );
+  // A rewrite may throw at once (a request it refuses): inside the promise, it answers the call.
+  Promise.resolve()
+    .then(() => {
+      if (!rewrite) {
+        mapStream?.requestMessage?.(unaryMessage(body));
+        return body;
+      }
+      return Promise.resolve(rewrite.request(unaryMessage(body))).then((msg) => grpcFrame(msg));
+    })
+    .then(
+      (framed) => up.end(framed),
+      (err: unknown) => {
+        respondGrpcError(stream, err);
+        if (!up.closed) up.close(NGHTTP2_CANCEL);
+      },
+    );
 }
 
 /** Buffers the response message and sends the rewritten one; rejects when the rewrite fails. */

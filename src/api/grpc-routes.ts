@@ -230,6 +230,8 @@ function routeCall(
           } finally {
             forgetRef();
           }
+          // Placed too late: the call is gone, open nothing for it.
+          if (stream.closed) throw new ApiError("unavailable", "call closed");
           solveDeps.registryHost = at.registryHost;
           solveDeps.pushScope = at.pushScope;
           solveDeps.stepProxy = at.stepEgress ? c.stepProxy : undefined;
@@ -276,6 +278,7 @@ function routeCall(
             unbind();
             lease.release();
           });
+          if (stream.closed) throw new ApiError("unavailable", "call closed");
           return connect(lease);
         } finally {
           forget();

@@ -41,7 +41,11 @@ function fakeTarget(name: string, maxBuilds = 1): BackendTarget & { healthy: boo
 async function pool(names: string[], max = 1) {
   const targets = names.map((n) => fakeTarget(n, max));
   const events: [PoolEvent, string][] = [];
-  const p = new BackendPool(targets, { healthIntervalMs: 20, onEvent: (a, n) => events.push([a, n]) });
+  const p = new BackendPool(targets, {
+    healthIntervalMs: 20,
+    noBackendWaitMs: 150,
+    onEvent: (a, n) => events.push([a, n]),
+  });
   await p.start(new AbortController().signal);
   await until(() => p.list().every((b) => b.state === "up"));
   return { p, targets, events };
@@ -220,6 +224,24 @@ test("calls of a solve still waiting for its place wait for it, past the wait fo
     assert.equal((await status)?.backend, lease.backend);
     lease.release();
     assert.equal(await p.refPlacement("never", signal(), 20), undefined);
+  } finally {
+    await p.close();
+  }
+});
+
+test("with no backend up for a while a build fails naming each backend's error; a draining one does not count", async () => {
+  const { p, targets } = await pool(["a", "b"], 4);
+  try {
+    (targets[1] as { healthy: boolean }).healthy = false;
+    await until(() => p.list()[1]?.state === "down");
+    // a is up but draining: no place anywhere, and nothing up that takes builds.
+    const drained = p.drain("a", signal());
+    await drained;
+    await assert.rejects(p.acquire("k", signal()), /no BuildKit backend is up: .*b: b is gone/);
+    p.undrain("a");
+    const l = await p.acquire("k", signal());
+    assert.equal(l.backend, "a");
+    l.release();
   } finally {
     await p.close();
   }

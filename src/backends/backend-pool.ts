@@ -58,6 +58,8 @@ export interface PoolOptions {
    * `round-robin`: each build starts at the next backend, whatever its key (for comparison).
    */
   routing?: "key" | "round-robin";
+  /** How long a build waits while no backend is up (or starting) before it fails; default 120 s. */
+  noBackendWaitMs?: number;
 }
 
 /** How long a solve's ref stays known after its Solve call ended (late Status calls). */
@@ -83,6 +85,8 @@ interface Member {
   cacheBytes?: number;
   /** When cacheBytes was measured (every 30 s: DiskUsage walks the cache, builds need the CPU). */
   cacheAt: number;
+  /** A cache measurement is under way. */
+  measuring?: boolean;
   /** Since when the backend has been down, and whether onGone listeners heard of it. */
   downSince?: number | undefined;
   gone?: boolean;
@@ -142,8 +146,14 @@ export class BackendPool {
   async #run(m: Member, signal: AbortSignal): Promise<void> {
     let backoff = 1000;
     for (;;) {
+      if (m.removed || signal.aborted) return;
       try {
         await m.target.start(signal);
+        // Removed while it started: remove() stopped nothing yet running, so stop it here.
+        if (m.removed) {
+          await m.target.stop().catch(() => {});
+          return;
+        }
         break;
       } catch (err) {
         if (signal.aborted || m.removed) return;
@@ -194,21 +204,27 @@ export class BackendPool {
       }
       return false;
     }
-    // Cache size is news, not health: a slow answer on a big cache never marks a backend down.
+    // Cache size is news, not health: measured beside the checks (one at a time, every 30 s
+    // whether it answered or not), so a slow answer on a big cache never holds them up.
     if (Date.now() - m.cacheAt > CACHE_SIZE_EVERY_MS) {
-      try {
-        const client = await m.target.client(signal);
-        const du = await client.control.diskUsage(
-          {},
-          { signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]) },
-        );
-        m.cacheBytes = du.record.reduce((n, r) => n + Number(r.Size), 0);
-        m.cacheAt = Date.now();
-      } catch {
-        // Measured again at the next check.
-      }
+      m.cacheAt = Date.now();
+      if (!m.measuring) void this.#measureCache(m, signal);
     }
     return true;
+  }
+
+  async #measureCache(m: Member, signal: AbortSignal): Promise<void> {
+    const bound = AbortSignal.any([signal, AbortSignal.timeout(60_000)]);
+    m.measuring = true;
+    try {
+      const client = await m.target.client(bound);
+      const du = await client.control.diskUsage({}, { signal: bound });
+      m.cacheBytes = du.record.reduce((n, r) => n + Number(r.Size), 0);
+    } catch {
+      // Measured again in 30 s.
+    } finally {
+      m.measuring = false;
+    }
   }
 
   /**
@@ -324,16 +340,19 @@ export class BackendPool {
       if (live.every((m) => m.draining))
         throw new BackendError("no_backend", "no BuildKit backend takes builds (all drained or removed)");
       // A backend still starting (the first start assembles the sandbox image) is worth waiting for.
-      if (live.some((m) => m.health !== "down")) noneUpSince = undefined;
+      if (live.some((m) => !m.draining && m.health !== "down")) noneUpSince = undefined;
       else {
         noneUpSince ??= Date.now();
-        if (Date.now() - noneUpSince >= NO_BACKEND_WAIT_MS)
+        if (Date.now() - noneUpSince >= (this.#opts.noBackendWaitMs ?? NO_BACKEND_WAIT_MS))
           throw new BackendError(
             "no_backend",
             `no BuildKit backend is up: ${live.map((m) => `${m.target.spec.name}: ${m.lastError ?? m.health}`).join("; ")}`,
           );
       }
-      await this.#changed(signal, noneUpSince === undefined ? undefined : 5000);
+      await this.#changed(
+        signal,
+        noneUpSince === undefined ? undefined : Math.min(5000, this.#opts.noBackendWaitMs ?? 5000),
+      );
     }
   }
 

@@ -372,16 +372,16 @@ function outputWriter(
   };
 }
 
-/**
- * Each POST /build unpacks into a fresh temp dir, so a path-based key would make every build send the
- * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
- * sends only what changed: the archive's mtimes are kept when unpacking.
- */
 /** The pool's routing key of a build: its context's key plus the target and platform it builds. */
 function routeKey(sharedKey: string, params: { target?: string; platform?: string }): string {
   return JSON.stringify([sharedKey, params.target ?? "", params.platform ?? ""]);
 }
 
+/**
+ * Each POST /build unpacks into a fresh temp dir, so a path-based key would make every build send the
+ * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
+ * sends only what changed: the archive's mtimes are kept when unpacking.
+ */
 function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
   const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
   return createHash("sha256").update(id).digest("hex").slice(0, 32);

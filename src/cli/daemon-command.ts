@@ -129,6 +129,9 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   const onSignal = () => stop.abort(new Error("daemon stopping"));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
+  // A request's failure that escaped its handler is a bug to log, not a reason to drop every build.
+  const onUnhandled = (err: unknown) => say(`internal error (kept running): ${(err as Error)?.stack ?? err}`);
+  process.on("unhandledRejection", onUnhandled);
   // Everything opened below is closed in reverse order, whatever fails on the way.
   const cleanup: (() => Promise<void> | void)[] = [];
   try {
@@ -235,7 +238,8 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
     }
     // `arca build` (BuildKit driven by the CLI) asks here for its push grant; the run dir is private.
     const grantSocket = path.join(dataRoot, "run", "registry-grants.sock");
-    const grants = await serveGrantSocket(registry, grantSocket);
+    // `arca build` drives the built-in sandbox's buildkitd (the daemon state's address).
+    const grants = await serveGrantSocket(registry, grantSocket, targets[0]?.pushScope);
     cleanup.push(() => grants.close());
     const pool = new BackendPool(targets, {
       log: say,
@@ -291,6 +295,7 @@ export async function runDaemonCommand(argv: string[], io: CommandIO): Promise<n
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    process.off("unhandledRejection", onUnhandled);
     for (const step of cleanup.reverse()) {
       try {
         await step();

@@ -16,6 +16,8 @@ const BODY_LIMIT = 64 << 10;
 export async function serveGrantSocket(
   registry: Pick<RegistryServer, "allowPush">,
   socketPath: string,
+  /** The listener `arca build`'s BuildKit pushes through (its grants are good only there). */
+  scope?: string,
 ): Promise<{ close(): Promise<void> }> {
   const server: Server = createServer((req, res) => {
     if (req.method !== "POST" || req.url !== "/grants") {
@@ -42,7 +44,7 @@ export async function serveGrantSocket(
       res.once("close", () => ended.abort());
       let grant: PushGrant;
       try {
-        grant = registry.allowPush(names as string[], ended.signal);
+        grant = registry.allowPush(names as string[], ended.signal, scope);
       } catch (err) {
         res.writeHead(400, { "Content-Type": "application/json" });
         res.end(JSON.stringify({ message: (err as Error).message }));

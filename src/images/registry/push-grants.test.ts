@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { PushGrants } from "./push-grants.js";
 
 test("a grant made for one listener's scope is good there only; unscoped grants and listeners match any", () => {
+  // (`arca build` asks the daemon's grant socket, whose grants carry the built-in sandbox's scope.)
   const grants = new PushGrants();
   const a = grants.allow(["app:1"], undefined, "b2");
   assert.equal(grants.mayTag("docker.io/library/app", "1", "b2"), true);
@@ -14,7 +15,7 @@ test("a grant made for one listener's scope is good there only; unscoped grants 
   assert.equal(grants.mayTag("docker.io/library/app", "1"), true);
   a.release();
   assert.equal(grants.mayTag("docker.io/library/app", "1", "b2"), false);
-  // `arca build`'s grants carry no scope.
+  // A grant of no scope (a pool of one) is good on any listener.
   const any = grants.allow(["tool:2"]);
   assert.equal(grants.mayTag("docker.io/library/tool", "2", "remote-backends"), true);
   any.release();
