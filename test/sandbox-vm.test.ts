@@ -291,6 +291,22 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
   });
 
   test("a RUN step reaches the egress listener and nothing else (no vsock either); the egress proxy carries its download over vsock", async () => {
+    // The guest-wide filter is on the init and on buildkitd, whatever thread installed it: the
+    // 32-bit probe below is a race-free check only together with this.
+    const seccomp = await ok([
+      "exec",
+      "arca-buildkit",
+      "sh",
+      "-c",
+      'grep -h "^Seccomp:" /proc/1/status /proc/$(pidof buildkitd)/status',
+    ]);
+    assert.deepEqual(
+      seccomp.stdout
+        .trim()
+        .split("\n")
+        .map((l) => l.replace(/\s+/g, " ")),
+      ["Seccomp: 2", "Seccomp: 2"],
+    );
     const ctx = await context(
       [
         "FROM busybox:local",

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"syscall"
 	"unsafe"
 
@@ -18,6 +19,10 @@ import (
 // (32-bit glibc programs use the direct socket syscalls on any kernel since
 // 4.3; Go's 386 port is the notable user of socketcall.)
 func execWithoutSocketcall(argv []string) error {
+	// A seccomp filter belongs to the thread that installs it, and execve keeps the calling
+	// thread's: both must run on one OS thread, or a goroutine moved in between execs the
+	// guest's init without the filter (seen once in CI: a 32-bit step reached vsock).
+	runtime.LockOSThread()
 	const (
 		auditArchI386 = 0x40000003
 		nrSocketcall  = 102 // on i386
