@@ -359,11 +359,7 @@ export class BackendPool {
   #lease(m: Member, client: ControlClient): Lease {
     let released = false;
     return {
-      backend: m.target.spec.name,
-      client,
-      registryHost: m.target.registryHost,
-      stepEgress: m.target.stepEgress,
-      pushScope: m.target.pushScope,
+      ...this.#placement(m, client),
       release: (opts = {}) => {
         if (released) return;
         released = true;

@@ -11,6 +11,7 @@ import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import path from "node:path";
+import { newEcKey } from "./mtls.js";
 
 export interface Origin {
   http: http.Server;
@@ -41,13 +42,7 @@ export function makeCertificate(
       [
         "req",
         "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        keyFile,
+        ...newEcKey(keyFile),
         "-out",
         certFile,
         "-days",

@@ -14,24 +14,15 @@ export interface MtlsFiles {
 
 const openssl = (args: string[]) => execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
 
+/** `openssl req` options for a fresh EC P-256 key, unencrypted, written to keyFile. */
+export function newEcKey(keyFile: string): string[] {
+  return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile];
+}
+
 function keyAndCsr(dir: string, name: string, cn: string): { key: string; csr: string } {
   const key = path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
-  openssl([
-    "req",
-    "-new",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    csr,
-    "-subj",
-    `/CN=${cn}`,
-  ]);
+  openssl(["req", "-new", ...newEcKey(key), "-out", csr, "-subj", `/CN=${cn}`]);
   return { key, csr };
 }
 
@@ -39,23 +30,7 @@ function keyAndCsr(dir: string, name: string, cn: string): { key: string; csr: s
 export async function makeMtls(dir: string, prefix: string): Promise<MtlsFiles> {
   const ca = path.join(dir, `${prefix}-ca.pem`);
   const caKey = path.join(dir, `${prefix}-ca.key`);
-  openssl([
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-keyout",
-    caKey,
-    "-out",
-    ca,
-    "-days",
-    "2",
-    "-subj",
-    `/CN=${prefix} test CA`,
-  ]);
+  openssl(["req", "-x509", ...newEcKey(caKey), "-out", ca, "-days", "2", "-subj", `/CN=${prefix} test CA`]);
   const sign = async (name: string, csr: string, ext: string) => {
     const extFile = path.join(dir, `${prefix}-${name}.ext`);
     await writeFile(extFile, `${ext}\n`);
