@@ -10,7 +10,14 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import tar from "tar-stream";
+import {
+  createControlClient,
+  ListWorkersRequestSchema,
+  ListWorkersResponseSchema,
+} from "../src/buildkit/index.js";
+import { parseDialAddress } from "../src/transport/index.js";
 import { seedBusybox } from "./support/busybox-rootfs.js";
 import { type DaemonProc, startDaemon } from "./support/daemon.js";
 import { NETWORK_PROBE_RUN } from "./support/network-probe.js";
@@ -91,6 +98,40 @@ function grpcCall(h2: http2.ClientHttp2Session, method: string): Promise<Record<
     call.on("end", () => resolve(headers));
     call.on("error", reject);
     call.end(Buffer.from([0, 0, 0, 0, 0]));
+  });
+}
+
+/** One unary call with a request message; the response message (if any) and grpc-status. */
+function grpcUnary(
+  h2: http2.ClientHttp2Session,
+  method: string,
+  msg: Uint8Array,
+): Promise<{ status: string; message?: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const call = h2.request({
+      ":method": "POST",
+      ":path": method,
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let status = "";
+    const chunks: Buffer[] = [];
+    call.on("response", (h) => {
+      if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+    });
+    call.on("trailers", (t) => {
+      status = String(t["grpc-status"]);
+    });
+    call.on("data", (c: Buffer) => chunks.push(c));
+    call.on("end", () => {
+      const body = Buffer.concat(chunks);
+      resolve({ status, ...(body.length >= 5 ? { message: body.subarray(5) } : {}) });
+    });
+    call.on("error", reject);
+    const frame = Buffer.alloc(5 + msg.length);
+    frame.writeUInt32BE(msg.length, 1);
+    frame.set(msg, 5);
+    call.end(frame);
   });
 }
 
@@ -411,6 +452,37 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
       assert.equal(unknown["grpc-status"], "12");
       const service = await grpcCall(h2, "/no.such.Service/Call");
       assert.equal(service["grpc-status"], "12");
+      // ListWorkers is answered from the pool's last health check: the same workers buildkitd
+      // lists on its channel socket. A filtered request still goes to buildkitd, which applies it.
+      const direct = createControlClient(
+        parseDialAddress(`unix://${path.join(dataRoot, "run", "sandbox", "buildkitd.sock")}`),
+      );
+      try {
+        const truth = await direct.control.listWorkers({});
+        const all = await grpcUnary(h2, "/moby.buildkit.v1.Control/ListWorkers", new Uint8Array());
+        assert.equal(all.status, "0");
+        const listed = fromBinary(ListWorkersResponseSchema, all.message ?? new Uint8Array());
+        assert.deepEqual(
+          listed.record.map((w) => w.ID),
+          truth.record.map((w) => w.ID),
+        );
+        assert.ok(listed.record.length > 0);
+        const filtered = await grpcUnary(
+          h2,
+          "/moby.buildkit.v1.Control/ListWorkers",
+          toBinary(
+            ListWorkersRequestSchema,
+            create(ListWorkersRequestSchema, { filter: ["id==no-such-worker"] }),
+          ),
+        );
+        assert.equal(filtered.status, "0");
+        assert.equal(
+          fromBinary(ListWorkersResponseSchema, filtered.message ?? new Uint8Array()).record.length,
+          0,
+        );
+      } finally {
+        direct.close();
+      }
     } finally {
       h2.destroy();
     }

@@ -4,6 +4,8 @@ import type { BackendPool } from "../backends/index.js";
 import {
   DiskUsageRequestSchema,
   DiskUsageResponseSchema,
+  ListWorkersRequestSchema,
+  ListWorkersResponseSchema,
   PruneRequestSchema,
   UsageRecordSchema,
 } from "../buildkit/index.js";
@@ -12,8 +14,32 @@ import { collect } from "./grpc-proxy.js";
 
 export const DISK_USAGE_PATH = "/moby.buildkit.v1.Control/DiskUsage";
 export const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
+export const LIST_WORKERS_PATH = "/moby.buildkit.v1.Control/ListWorkers";
 
 const OK_TRAILERS = { "grpc-status": "0" };
+
+/**
+ * Control.ListWorkers answered from the pool's last health check, no round trip to buildkitd:
+ * buildx asks 2-3 times per build, once on a connection that makes no other call. A filtered
+ * request, or none up yet, goes to `forward()`.
+ */
+export function answerListWorkers(
+  stream: http2.ServerHttp2Stream,
+  pool: BackendPool,
+  forward: (body: Buffer) => void,
+): void {
+  stream.on("error", () => {});
+  collect(stream)
+    .then((body) => {
+      const req = fromBinary(ListWorkersRequestSchema, unaryMessage(body));
+      const cached = req.filter.length === 0 ? pool.workers() : undefined;
+      if (!cached) return forward(body);
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+      stream.end(grpcFrame(toBinary(ListWorkersResponseSchema, cached)));
+    })
+    .catch((err: unknown) => respondGrpcError(stream, err));
+}
 
 /** Control.DiskUsage for the whole pool: every healthy backend's records in one answer (`buildx du`). */
 export function answerPoolDiskUsage(

@@ -50,7 +50,8 @@ const MAX_UNARY_MESSAGE = 16 << 20;
  */
 export type Upstream =
   | http2.ClientHttp2Session
-  | { later: () => Promise<UpstreamChoice> }
+  /** `body`: the request, when it was already read (a call looked at before it was forwarded). */
+  | { later: () => Promise<UpstreamChoice>; body?: Buffer }
   | { byRequest: (msg: Uint8Array) => Promise<UpstreamChoice> };
 
 export interface UpstreamChoice {
@@ -80,7 +81,7 @@ export function forwardStream(
   }
   const chosen =
     "later" in upstream
-      ? upstream.later().then((choice) => ({ choice, body: undefined }))
+      ? upstream.later().then((choice) => ({ choice, body: upstream.body }))
       : collect(stream).then(async (body) => ({
           choice: await upstream.byRequest(unaryMessage(body)),
           body,

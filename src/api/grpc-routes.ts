@@ -8,7 +8,14 @@ import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { EgressReports } from "./grpc-egress-report.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
-import { answerPoolDiskUsage, answerPoolPrune, DISK_USAGE_PATH, PRUNE_PATH } from "./grpc-pool-calls.js";
+import {
+  answerListWorkers,
+  answerPoolDiskUsage,
+  answerPoolPrune,
+  DISK_USAGE_PATH,
+  LIST_WORKERS_PATH,
+  PRUNE_PATH,
+} from "./grpc-pool-calls.js";
 import { forwardStream, type UpstreamChoice } from "./grpc-proxy.js";
 import { SOLVE_PATH, SolveRewrite, type SolveRewriteDeps } from "./grpc-solve.js";
 import { STATUS_PATH, StatusRewrite } from "./grpc-status.js";
@@ -154,6 +161,15 @@ function serveGrpc(
       }
       if (path === DISK_USAGE_PATH) {
         answerPoolDiskUsage(stream, deps.pool, signal);
+        return;
+      }
+      if (path === LIST_WORKERS_PATH) {
+        answerListWorkers(stream, deps.pool, (body) =>
+          forwardStream(stream, rawHeaders ?? [], {
+            later: async () => connect(await deps.pool.any(signal)),
+            body,
+          }),
+        );
         return;
       }
       routeCall(stream, headers, rawHeaders ?? [], path, call);

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { ControlClient } from "../buildkit/index.js";
+import type { ControlClient, ListWorkersResponse } from "../buildkit/index.js";
 import { abortReason, errorMessage, sleep } from "../util/index.js";
 import type { BackendTarget } from "./backend-target.js";
 import { BackendError } from "./errors.js";
@@ -85,6 +85,8 @@ interface Member {
   cacheBytes?: number;
   /** When cacheBytes was measured (every 30 s: DiskUsage walks the cache, builds need the CPU). */
   cacheAt: number;
+  /** Its workers as its last health check read them. */
+  workers?: ListWorkersResponse;
   /** A cache measurement is under way. */
   measuring?: boolean;
   /** Since when the backend has been down, and whether onGone listeners heard of it. */
@@ -193,6 +195,7 @@ export class BackendPool {
       const client = await m.target.client(bound);
       const w = await client.control.listWorkers({}, { signal: bound });
       if (w.record.length === 0) throw new Error("BuildKit has no worker");
+      m.workers = w;
       this.#setHealth(m, "up");
     } catch (err) {
       if (signal.aborted) return false;
@@ -370,6 +373,14 @@ export class BackendPool {
         this.#wake();
       },
     };
+  }
+
+  /**
+   * ListWorkers for the pool without a round trip: what the last health check (at most 2 s ago)
+   * read from the backend `any()` answers for; undefined while none is up.
+   */
+  workers(): ListWorkersResponse | undefined {
+    return this.#members.find((x) => !x.removed && x.health === "up")?.workers;
   }
 
   /** Where calls that belong to no build go (ListWorkers, Info, history): the first healthy backend. */
