@@ -46,6 +46,20 @@ export function grpcErrorTrailers(err: unknown): http2.OutgoingHttpHeaders {
 }
 
 /** Ends a call that has not responded yet with a trailers-only gRPC error. */
+/** Answers a call with one message and status OK (a unary call the daemon answers itself). */
+export function respondGrpcMessage(stream: http2.ServerHttp2Stream, msg: Uint8Array): void {
+  stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
+  stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+  stream.end(grpcFrame(msg));
+}
+
+/** Aborts when the call's stream closes or its connection's signal does. */
+export function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSignal): AbortSignal {
+  const ended = new AbortController();
+  stream.once("close", () => ended.abort(new ApiError("unavailable", "call closed")));
+  return AbortSignal.any([connection, ended.signal]);
+}
+
 export function respondGrpcError(stream: http2.ServerHttp2Stream, err: unknown): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {

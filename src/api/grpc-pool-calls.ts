@@ -9,7 +9,14 @@ import {
   PruneRequestSchema,
   UsageRecordSchema,
 } from "../buildkit/index.js";
-import { grpcErrorTrailers, grpcFrame, respondGrpcError, unaryMessage } from "./grpc-frames.js";
+import {
+  callSignal,
+  grpcErrorTrailers,
+  grpcFrame,
+  respondGrpcError,
+  respondGrpcMessage,
+  unaryMessage,
+} from "./grpc-frames.js";
 import { collect } from "./grpc-proxy.js";
 
 export const DISK_USAGE_PATH = "/moby.buildkit.v1.Control/DiskUsage";
@@ -34,9 +41,7 @@ export function answerListWorkers(
       const req = fromBinary(ListWorkersRequestSchema, unaryMessage(body));
       const cached = req.filter.length === 0 ? pool.workers() : undefined;
       if (!cached) return forward(body);
-      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-      stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-      stream.end(grpcFrame(toBinary(ListWorkersResponseSchema, cached)));
+      respondGrpcMessage(stream, toBinary(ListWorkersResponseSchema, cached));
     })
     .catch((err: unknown) => respondGrpcError(stream, err));
 }
@@ -67,9 +72,7 @@ export function answerPoolDiskUsage(
     if (answers.length === 0 && settled[0]?.status === "rejected") throw settled[0].reason;
     const merged = answers[0] ?? fromBinary(DiskUsageResponseSchema, new Uint8Array());
     for (const a of answers.slice(1)) merged.record.push(...a.record);
-    stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-    stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-    stream.end(grpcFrame(toBinary(DiskUsageResponseSchema, merged)));
+    respondGrpcMessage(stream, toBinary(DiskUsageResponseSchema, merged));
   })().catch((err: unknown) => respondGrpcError(stream, err));
 }
 
@@ -103,12 +106,6 @@ export function answerPoolPrune(
     if (!started) respondGrpcError(stream, err);
     else stream.close();
   });
-}
-
-function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSignal): AbortSignal {
-  const ended = new AbortController();
-  stream.once("close", () => ended.abort(new Error("call closed")));
-  return AbortSignal.any([connection, ended.signal]);
 }
 
 /** A cache record's description in a pool of several backends: `[NAME] description`. */

@@ -192,15 +192,16 @@ function rewriteRequest(
   up: http2.ClientHttp2Stream,
   rewrite: UnaryRewrite,
 ): void {
-  collect(stream)
-    .then(async (body) => up.end(grpcFrame(await rewrite.request(unaryMessage(body)))))
-    .catch((err) => {
+  collect(stream).then(
+    (body) => sendBody(stream, up, body, rewrite, undefined),
+    (err: unknown) => {
       respondGrpcError(stream, err);
       if (!up.closed) up.close(NGHTTP2_CANCEL);
-    });
+    },
+  );
 }
 
-/** A request body read before the upstream was chosen: rewritten or observed, then sent whole. */
+/** A unary request's whole body: rewritten or observed, then sent. */
 function sendBody(
   stream: http2.ServerHttp2Stream,
   up: http2.ClientHttp2Stream,

@@ -7,6 +7,7 @@ import { LOST_BUILDKIT, SolveRequestSchema, StatusRequestSchema } from "../build
 import type { ApiDeps } from "./deps.js";
 import { ApiError } from "./errors.js";
 import { EgressReports } from "./grpc-egress-report.js";
+import { callSignal } from "./grpc-frames.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
 import {
   answerListWorkers,
@@ -215,9 +216,7 @@ function routeCall(
 ): void {
   const { deps, signal, refs, connect } = c;
   const pool = deps.pool;
-  const callEnded = new AbortController();
-  stream.once("close", () => callEnded.abort(new ApiError("unavailable", "call closed")));
-  const callSignal = AbortSignal.any([signal, callEnded.signal]);
+  const callEnds = callSignal(stream, signal);
   if (path === SOLVE_PATH) {
     // Filled in once the solve is placed: the backend decides the registry host and step network.
     const solveDeps: SolveRewriteDeps = {
@@ -236,9 +235,9 @@ function routeCall(
           const forgetRef = req.Ref ? pool.expectRef(req.Ref) : () => {};
           let at: Placement | undefined;
           try {
-            at = req.Session ? await pool.sessionPlacement(req.Session, callSignal) : undefined;
+            at = req.Session ? await pool.sessionPlacement(req.Session, callEnds) : undefined;
             if (!at) {
-              const lease = await pool.acquire(solveKey(req), callSignal);
+              const lease = await pool.acquire(solveKey(req), callEnds);
               whenClosed(stream, () => lease.release());
               at = lease;
             }
@@ -271,8 +270,7 @@ function routeCall(
       {
         byRequest: async (msg) => {
           const ref = fromBinary(StatusRequestSchema, msg).Ref;
-          const at =
-            (ref ? await pool.refPlacement(ref, callSignal) : undefined) ?? (await pool.any(callSignal));
+          const at = (ref ? await pool.refPlacement(ref, callEnds) : undefined) ?? (await pool.any(callEnds));
           rewrite.registryHost = at.registryHost;
           return connect(at);
         },
@@ -288,7 +286,7 @@ function routeCall(
       later: async () => {
         const forget = id ? pool.expectSession(id) : () => {};
         try {
-          const lease = await pool.acquire(shared || `session:${id}`, callSignal, sessionAttrs(shared));
+          const lease = await pool.acquire(shared || `session:${id}`, callEnds, sessionAttrs(shared));
           const unbind = id ? pool.bindSession(id, lease) : () => {};
           whenClosed(stream, () => {
             unbind();
@@ -308,7 +306,7 @@ function routeCall(
   let stepEgress = false;
   const placed = async () => {
     const at =
-      (buildId ? await pool.refPlacement(buildId, callSignal) : undefined) ?? (await pool.any(callSignal));
+      (buildId ? await pool.refPlacement(buildId, callEnds) : undefined) ?? (await pool.any(callEnds));
     stepEgress = at.stepEgress;
     return connect(at);
   };

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from "node:fs";
 import os from "node:os";
+import { formatBytes } from "../buildkit/index.js";
 import { isInternalRecord } from "./container-summary.js";
 import type { ApiDeps } from "./deps.js";
 import { ARCA_VERSION, versionAtLeast } from "./version.js";
@@ -17,16 +18,6 @@ function backendLines(deps: ApiDeps): [string, string][] {
     for (const l of b.lacks) lines.push([`backend ${b.name} lacks`, l]);
   }
   return lines;
-}
-
-function formatBytes(n: number): string {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 const cgroupVersion = (): string => (existsSync("/sys/fs/cgroup/cgroup.controllers") ? "2" : "1");

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { createApiRouter, createApiServer, EventBus } from "../api/index.js";
@@ -36,6 +36,7 @@ import {
   VmSandbox,
   vmAssets,
 } from "../sandbox/index.js";
+import { readTlsFiles } from "../transport/index.js";
 import { errorMessage } from "../util/index.js";
 import { serveBackendControl } from "./backend-control.js";
 import { openDaemonEgress } from "./daemon-egress.js";
@@ -336,14 +337,8 @@ async function registryListenTls(
     throw new Error(
       "--registry-listen needs --registry-tlscert, --registry-tlskey and --registry-tlscacert: nothing listens on TCP without (mutual) TLS",
     );
-  const read = (f: string) =>
-    readFile(f).catch((err: Error) => {
-      throw new Error(`cannot read ${f}: ${err.message}`);
-    });
-  return {
-    address,
-    material: { cert: await read(files.cert), key: await read(files.key), ca: await read(files.ca) },
-  };
+  const { cert, key, ca } = await readTlsFiles({ cert: files.cert, key: files.key, ca: files.ca });
+  return { address, material: { cert: cert as Buffer, key: key as Buffer, ca: ca as Buffer } };
 }
 
 /** `--sandbox auto`: the VM where KVM really boots a guest (TCG is too slow to pick unasked), else runc. */

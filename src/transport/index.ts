@@ -8,4 +8,4 @@ export {
 export { type Dialer, type DialOptions, parseDialAddress, type VsockBridge } from "./dialer.js";
 export { TransportError, type TransportErrorCode, toTransportError } from "./errors.js";
 export { closeHttpServer, type ListenOptions, listen } from "./listen.js";
-export type { TlsFiles } from "./tls-files.js";
+export { readTlsFiles, type TlsFiles, type TlsMaterial } from "./tls-files.js";

@@ -88,7 +88,7 @@ export async function startBuildkitd(opts: {
     proc.stderr?.pipe(out, { end: false });
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
     const deadline = Date.now() + 20_000;
-    while (!(await (tcp ? canConnectTcp(tcp.port) : canConnect(sock)))) {
+    while (!(await canConnect(tcp ? tcp.port : sock))) {
       if (proc.exitCode !== null || Date.now() > deadline) {
         const log = await readFile(logFile, "utf8").catch(() => "");
         throw new Error(`buildkitd did not start:\n${log.slice(-3000)}`);
@@ -127,21 +127,11 @@ export async function startBuildkitd(opts: {
   return self;
 }
 
-function canConnectTcp(port: number): Promise<boolean> {
+/** Whether something listens on the unix socket path, or on 127.0.0.1:port. */
+function canConnect(at: string | number): Promise<boolean> {
+  if (typeof at === "string" && !existsSync(at)) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1");
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
-
-function canConnect(sock: string): Promise<boolean> {
-  if (!existsSync(sock)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const s = net.connect(sock);
+    const s = typeof at === "string" ? net.connect(at) : net.connect(at, "127.0.0.1");
     s.once("connect", () => {
       s.destroy();
       resolve(true);
