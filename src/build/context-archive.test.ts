@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -184,5 +185,31 @@ describe("spoolContext", () => {
       await assert.rejects(spool(body, dir), re);
       assert.deepEqual(await readdir(dir), []);
     }
+  });
+
+  test("bytes written while the next are read land where the index says (big files, thousands of small ones)", async () => {
+    const dir = await fresh();
+    // Past the spool's write batch, its in-flight bound and writev's buffer limit.
+    const big = randomBytes(24 << 20);
+    const smalls = Array.from({ length: 3000 }, (_, i) => `file ${i}\n`);
+    const body = await tarOf((p) => {
+      for (let i = 0; i < smalls.length; i++) p.entry({ name: `s/${i}` }, smalls[i]);
+      p.entry({ name: "big" }, big);
+      p.entry({ name: "after" }, "tail");
+    });
+    // In 64 KiB pieces, as a socket delivers them.
+    const pieces: Buffer[] = [];
+    for (let o = 0; o < body.length; o += 1 << 16) pieces.push(body.subarray(o, o + (1 << 16)));
+    const a = await spoolContext(
+      Readable.from(pieces),
+      path.join(dir, "ctx.spool"),
+      new AbortController().signal,
+    );
+    assert.ok(a.fs.readFile("big").equals(big));
+    for (const i of [0, 1, 511, 512, 513, 1999, 2999])
+      assert.equal(a.fs.readFile(`s/${i}`).toString(), smalls[i]);
+    assert.equal(await read(a, "after"), "tail");
+    assert.equal(a.bytes, big.length + smalls.reduce((n, s) => n + s.length, 0) + 4);
+    await a.close();
   });
 });

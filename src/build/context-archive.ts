@@ -16,6 +16,10 @@ const S_IFLNK = 0o120000;
 const SMALL_ENTRY = 256 << 10;
 /** Batched spool writes. */
 const SPOOL_BATCH = 1 << 20;
+/** writev's iovec limit is 1024. */
+const SPOOL_BATCH_BUFFERS = 512;
+/** Most bytes the spool's writes may hold before the reader waits for them. */
+const SPOOL_IN_FLIGHT = 8 << 20;
 
 interface Node {
   /** POSIX st_mode: type and permission bits. */
@@ -291,32 +295,67 @@ function withContentStamp(mtimeNs: bigint, sum: Buffer): bigint {
   return mtimeNs + BigInt(sum.readUInt32BE(0) % 1_000_000_000);
 }
 
-/** Append-only file of the context's bytes, written in batches. */
+/**
+ * Append-only file of the context's bytes, written in batches at known
+ * positions without waiting for each write: parsing and hashing go on while
+ * the threadpool writes (waiting on every write made the upload of a 512 MiB
+ * context take the sum of both instead of the larger).
+ */
 class Spool {
   size = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  private written = 0;
+  private readonly inFlight: { done: Promise<void>; settled: boolean }[] = [];
+  private inFlightBytes = 0;
+  private failure: unknown;
   constructor(readonly fh: FileHandle) {}
 
   async append(data: Buffer): Promise<void> {
     if (data.length === 0) return;
     this.size += data.length;
-    if (data.length >= SPOOL_BATCH) {
-      await this.flush();
-      await this.fh.write(data);
-      return;
-    }
     this.pending.push(data);
     this.pendingBytes += data.length;
-    if (this.pendingBytes >= SPOOL_BATCH) await this.flush();
+    if (this.pendingBytes >= SPOOL_BATCH || this.pending.length >= SPOOL_BATCH_BUFFERS) {
+      this.writePending();
+      await this.throttle();
+    }
   }
 
+  /** Writes what is pending and waits for every write. */
   async flush(): Promise<void> {
+    this.writePending();
+    while (this.inFlight.length) await this.inFlight.shift()?.done;
+    if (this.failure) throw this.failure;
+  }
+
+  /** One writev of the pending buffers: no copy into a batch buffer, which cost GC time on big contexts. */
+  private writePending(): void {
     if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
+    const buffers = this.pending;
+    const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    await this.fh.write(data);
+    const position = this.written;
+    this.written += bytes;
+    this.inFlightBytes += bytes;
+    const entry = { done: Promise.resolve(), settled: false };
+    const settle = () => {
+      this.inFlightBytes -= bytes;
+      entry.settled = true;
+    };
+    entry.done = writeAll(this.fh, buffers, bytes, position).then(settle, (err: unknown) => {
+      settle();
+      this.failure ??= err;
+    });
+    while (this.inFlight[0]?.settled) this.inFlight.shift();
+    this.inFlight.push(entry);
+  }
+
+  /** Bounds the bytes held by writes in flight; surfaces a failed write. */
+  private async throttle(): Promise<void> {
+    while (this.inFlightBytes > SPOOL_IN_FLIGHT && this.inFlight.length) await this.inFlight.shift()?.done;
+    if (this.failure) throw this.failure;
   }
 
   readSync(buf: Buffer, offset: number, length: number, position: number): number {
@@ -326,6 +365,32 @@ class Spool {
   async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     return (await this.fh.read(buf, offset, length, position)).bytesRead;
   }
+}
+
+/** writev until every byte is written (a short write resumes where it stopped). */
+async function writeAll(fh: FileHandle, buffers: Buffer[], bytes: number, position: number): Promise<void> {
+  let done = 0;
+  let rest = buffers;
+  while (done < bytes) {
+    const { bytesWritten } = await fh.writev(rest, position + done);
+    if (bytesWritten === 0) throw new Error("short write to the context spool");
+    done += bytesWritten;
+    if (done < bytes) rest = remainingBuffers(rest, bytesWritten);
+  }
+}
+
+function remainingBuffers(buffers: Buffer[], skip: number): Buffer[] {
+  const out: Buffer[] = [];
+  let left = skip;
+  for (const b of buffers) {
+    if (left >= b.length) {
+      left -= b.length;
+      continue;
+    }
+    out.push(left ? b.subarray(left) : b);
+    left = 0;
+  }
+  return out;
 }
 
 /** The entries of the archive by path, with tar's later-entry-wins semantics. */
