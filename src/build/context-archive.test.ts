@@ -1,15 +1,19 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { after, describe, test } from "node:test";
+import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { filteredWalk } from "../buildkit/session/filesync/index.js";
 import { type ContextArchive, spoolContext } from "./context-archive.js";
 import { BuildError } from "./errors.js";
+
+const run = promisify(execFile);
 
 async function tarOf(add: (p: tar.Pack) => void): Promise<Buffer> {
   const pack = tar.pack();
@@ -211,5 +215,51 @@ describe("spoolContext", () => {
     assert.equal(await read(a, "after"), "tail");
     assert.equal(a.bytes, big.length + smalls.reduce((n, s) => n + s.length, 0) + 4);
     await a.close();
+  });
+
+  test("small files are copied out of the upload's chunks (a kept slice would pin the whole chunk)", async () => {
+    const dir = await fresh();
+    const names = Array.from({ length: 2000 }, (_, i) => `t/${i}`);
+    const body = await tarOf((p) => {
+      for (const n of names) p.entry({ name: n }, n.slice(2));
+      p.entry({ name: "big" }, Buffer.alloc(600 << 10, 7));
+    });
+    // Fresh 64 KiB chunks, scribbled over once consumed: a spool still pointing into them would
+    // write the scribbles.
+    const pieces: Buffer[] = [];
+    for (let o = 0; o < body.length; o += 1 << 16) pieces.push(Buffer.from(body.subarray(o, o + (1 << 16))));
+    async function* fed() {
+      for (const p of pieces) {
+        yield p;
+        setImmediate(() => p.fill(0x21));
+      }
+    }
+    const a = await spoolContext(
+      Readable.from(fed()),
+      path.join(dir, "ctx.spool"),
+      new AbortController().signal,
+    );
+    for (const n of names) assert.equal(a.fs.readFile(n).toString(), n.slice(2));
+    assert.ok(a.fs.readFile("big").equals(Buffer.alloc(600 << 10, 7)));
+    await a.close();
+  });
+
+  test("a full disk is the daemon's failure (500), named, and leaves no spool", async () => {
+    const dir = await fresh();
+    await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+    try {
+      const body = await tarOf((p) => p.entry({ name: "big" }, randomBytes(3 << 20)));
+      await assert.rejects(
+        spoolContext(Readable.from([body]), path.join(dir, "ctx.spool"), new AbortController().signal),
+        (e) =>
+          e instanceof BuildError &&
+          e.code === "spool_failed" &&
+          e.kind === "internal" &&
+          /^cannot store the build context: no space left on /.test(e.message),
+      );
+      assert.deepEqual(await readdir(dir), []);
+    } finally {
+      await run("umount", [dir]);
+    }
   });
 });

@@ -4,7 +4,7 @@ import { type FileHandle, open, rm } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
 import tar from "tar-stream";
 import type { SourceDirent, SourceFile, SourceFS, SourceStat } from "../buildkit/index.js";
-import { abortReason, errorMessage } from "../util/index.js";
+import { abortReason, errorMessage, noSpaceMessage } from "../util/index.js";
 import { decompressedContext } from "./context-decompress.js";
 import { BuildError } from "./errors.js";
 
@@ -20,6 +20,8 @@ const SPOOL_BATCH = 1 << 20;
 const SPOOL_BATCH_BUFFERS = 512;
 /** Most bytes the spool's writes may hold before the reader waits for them. */
 const SPOOL_IN_FLIGHT = 8 << 20;
+/** Most spool writes in flight. */
+const SPOOL_IN_FLIGHT_WRITES = 16;
 
 interface Node {
   /** POSIX st_mode: type and permission bits. */
@@ -175,10 +177,13 @@ export async function spoolContext(
           const fileHash = createHash("sha256");
           if (size <= SMALL_ENTRY) {
             const chunks: Buffer[] = [];
-            for await (const c of entry) chunks.push(c as Buffer);
-            const data = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-            fileHash.update(data);
-            await spool.append(data);
+            let got = 0;
+            for await (const c of entry) {
+              fileHash.update(c as Buffer);
+              chunks.push(c as Buffer);
+              got += (c as Buffer).length;
+            }
+            await spool.appendCopy(chunks, got);
           } else {
             // for-await rather than pipeline(): tar-stream's entries are streamx streams.
             for await (const c of entry) {
@@ -305,21 +310,55 @@ class Spool {
   size = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Small entries are copied here: a slice of a socket chunk would hold the whole chunk. */
+  private batch: Buffer | undefined;
+  /** batch[batchStart, batchUsed) is pending but not yet in `pending`. */
+  private batchStart = 0;
+  private batchUsed = 0;
   private written = 0;
   private readonly inFlight: { done: Promise<void>; settled: boolean }[] = [];
   private inFlightBytes = 0;
+  private inFlightWrites = 0;
   private failure: unknown;
   constructor(readonly fh: FileHandle) {}
 
+  /** Appends a large entry's chunk as it is (its bytes are nearly all file data). */
   async append(data: Buffer): Promise<void> {
     if (data.length === 0) return;
+    this.seal();
     this.size += data.length;
     this.pending.push(data);
     this.pendingBytes += data.length;
+    await this.maybeWrite();
+  }
+
+  /** Appends a small entry's bytes by copying them into the current batch. */
+  async appendCopy(chunks: Buffer[], bytes: number): Promise<void> {
+    if (bytes === 0) return;
+    if (!this.batch || this.batch.length - this.batchUsed < bytes) {
+      this.seal();
+      this.batch = Buffer.allocUnsafeSlow(Math.max(SPOOL_BATCH, bytes));
+      this.batchStart = 0;
+      this.batchUsed = 0;
+    }
+    for (const c of chunks) this.batchUsed += c.copy(this.batch, this.batchUsed);
+    this.size += bytes;
+    this.pendingBytes += bytes;
+    await this.maybeWrite();
+  }
+
+  private async maybeWrite(): Promise<void> {
     if (this.pendingBytes >= SPOOL_BATCH || this.pending.length >= SPOOL_BATCH_BUFFERS) {
       this.writePending();
       await this.throttle();
     }
+  }
+
+  /** Moves the batch's unsent bytes into `pending`; the rest of the batch stays free for more. */
+  private seal(): void {
+    if (!this.batch || this.batchUsed === this.batchStart) return;
+    this.pending.push(this.batch.subarray(this.batchStart, this.batchUsed));
+    this.batchStart = this.batchUsed;
   }
 
   /** Writes what is pending and waits for every write. */
@@ -329,8 +368,9 @@ class Spool {
     if (this.failure) throw this.failure;
   }
 
-  /** One writev of the pending buffers: no copy into a batch buffer, which cost GC time on big contexts. */
+  /** One writev of the pending buffers: large entries' chunks are not copied, which cost GC time on big contexts. */
   private writePending(): void {
+    this.seal();
     if (this.pendingBytes === 0) return;
     const buffers = this.pending;
     const bytes = this.pendingBytes;
@@ -339,22 +379,32 @@ class Spool {
     const position = this.written;
     this.written += bytes;
     this.inFlightBytes += bytes;
+    this.inFlightWrites++;
     const entry = { done: Promise.resolve(), settled: false };
     const settle = () => {
       this.inFlightBytes -= bytes;
+      this.inFlightWrites--;
       entry.settled = true;
     };
     entry.done = writeAll(this.fh, buffers, bytes, position).then(settle, (err: unknown) => {
       settle();
-      this.failure ??= err;
+      this.failure ??= new BuildError(
+        "spool_failed",
+        `cannot store the build context: ${noSpaceMessage(err) ?? errorMessage(err)}`,
+        { cause: err },
+      );
     });
     while (this.inFlight[0]?.settled) this.inFlight.shift();
     this.inFlight.push(entry);
   }
 
-  /** Bounds the bytes held by writes in flight; surfaces a failed write. */
+  /** Bounds the bytes and the writes in flight (the threadpool serves others too); surfaces a failed write. */
   private async throttle(): Promise<void> {
-    while (this.inFlightBytes > SPOOL_IN_FLIGHT && this.inFlight.length) await this.inFlight.shift()?.done;
+    while (
+      (this.inFlightBytes > SPOOL_IN_FLIGHT || this.inFlightWrites > SPOOL_IN_FLIGHT_WRITES) &&
+      this.inFlight.length
+    )
+      await this.inFlight.shift()?.done;
     if (this.failure) throw this.failure;
   }
 

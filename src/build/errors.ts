@@ -9,6 +9,8 @@ const kinds = {
   unsupported: "failed_precondition",
   /** What dockerd rejects with an untyped error, hence 500 (bad `t`, `shmsize`, network mode). */
   rejected: "internal",
+  /** The daemon could not store the uploaded context (a full disk, an I/O error): its fault, not the client's (500). */
+  spool_failed: "internal",
   /** The build was canceled (client gone or POST /build/cancel). */
   canceled: "canceled",
 } as const satisfies Record<string, ErrorKind>;

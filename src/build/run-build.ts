@@ -148,6 +148,7 @@ export async function runImageBuild(
   } finally {
     unregister();
     // Deleting a big spool takes a while (~0.13 s for 512 MiB here): the client has its answer first.
+    // A spool that cannot be deleted is swept at the next daemon start (it carries this pid).
     void archive?.close().catch(() => {});
   }
 }
