@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import tar from "tar-stream";
 import { filteredWalk } from "../buildkit/session/filesync/index.js";
-import { type ContextArchive, spoolContext } from "./context-archive.js";
+import { type ContextArchive, Spool, spoolContext } from "./context-archive.js";
 import { BuildError } from "./errors.js";
 
 const run = promisify(execFile);
@@ -233,6 +233,23 @@ describe("spoolContext", () => {
       assert.deepEqual(await readdir(dir), []);
     } finally {
       await run("umount", [dir]);
+    }
+  });
+
+  test("small entries are copied into the spool's own batch, not kept as slices of the upload", async () => {
+    const dir = await fresh();
+    const fh = await open(path.join(dir, "s"), "wx+");
+    try {
+      const spool = new Spool(fh);
+      // Below the batch size nothing is written before flush(): what lands is what the spool holds.
+      const chunks = [Buffer.from("one"), Buffer.from("two")];
+      await spool.appendCopy(chunks, 6);
+      await spool.appendCopy([Buffer.from("three")], 5);
+      for (const c of chunks) c.fill(0x21);
+      await spool.flush();
+      assert.equal((await readFile(path.join(dir, "s"))).toString(), "onetwothree");
+    } finally {
+      await fh.close();
     }
   });
 });

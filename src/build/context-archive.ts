@@ -306,7 +306,7 @@ function withContentStamp(mtimeNs: bigint, sum: Buffer): bigint {
  * the threadpool writes (waiting on every write made the upload of a 512 MiB
  * context take the sum of both instead of the larger).
  */
-class Spool {
+export class Spool {
   size = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
