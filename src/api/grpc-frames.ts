@@ -45,11 +45,13 @@ export function grpcErrorTrailers(err: unknown): http2.OutgoingHttpHeaders {
   return { "grpc-status": String(grpcCodeFor(err)), "grpc-message": encodeURIComponent(errorMessage(err)) };
 }
 
-/** Ends a call that has not responded yet with a trailers-only gRPC error. */
+/** The trailers of a call that succeeded. */
+export const OK_TRAILERS = { "grpc-status": "0" };
+
 /** Answers a call with one message and status OK (a unary call the daemon answers itself). */
 export function respondGrpcMessage(stream: http2.ServerHttp2Stream, msg: Uint8Array): void {
   stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
+  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
   stream.end(grpcFrame(msg));
 }
 
@@ -60,6 +62,7 @@ export function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSig
   return AbortSignal.any([connection, ended.signal]);
 }
 
+/** Ends a call that has not responded yet with a trailers-only gRPC error. */
 export function respondGrpcError(stream: http2.ServerHttp2Stream, err: unknown): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {

@@ -13,6 +13,7 @@ import {
   callSignal,
   grpcErrorTrailers,
   grpcFrame,
+  OK_TRAILERS,
   respondGrpcError,
   respondGrpcMessage,
   unaryMessage,
@@ -22,8 +23,6 @@ import { collect } from "./grpc-proxy.js";
 export const DISK_USAGE_PATH = "/moby.buildkit.v1.Control/DiskUsage";
 export const PRUNE_PATH = "/moby.buildkit.v1.Control/Prune";
 export const LIST_WORKERS_PATH = "/moby.buildkit.v1.Control/ListWorkers";
-
-const OK_TRAILERS = { "grpc-status": "0" };
 
 /**
  * Control.ListWorkers answered from the pool's last health check, no round trip to buildkitd:

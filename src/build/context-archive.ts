@@ -16,7 +16,7 @@ const S_IFLNK = 0o120000;
 const SMALL_ENTRY = 256 << 10;
 /** Batched spool writes. */
 const SPOOL_BATCH = 1 << 20;
-/** writev's iovec limit is 1024. */
+/** Most buffers in one write: a client sending tiny pieces must not grow the list unbounded. */
 const SPOOL_BATCH_BUFFERS = 512;
 /** Most bytes the spool's writes may hold before the reader waits for them. */
 const SPOOL_IN_FLIGHT = 8 << 20;
@@ -417,7 +417,10 @@ export class Spool {
   }
 }
 
-/** writev until every byte is written (a short write resumes where it stopped). */
+/**
+ * writev until every byte is written. libuv already resumes partial writes; it returns a short
+ * count when a later write failed, and writing the rest again surfaces that error (ENOSPC).
+ */
 async function writeAll(fh: FileHandle, buffers: Buffer[], bytes: number, position: number): Promise<void> {
   let done = 0;
   let rest = buffers;
