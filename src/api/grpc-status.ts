@@ -1,5 +1,10 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { mapStatusText, StatusRequestSchema, StatusResponseSchema } from "../buildkit/index.js";
+import {
+  mapStatusText,
+  StatusRequestSchema,
+  StatusResponseSchema,
+  statusHasVertexError,
+} from "../buildkit/index.js";
 import { HOST_LOOPBACK_NAME } from "../egress/index.js";
 import { storeExportText } from "../images/index.js";
 import { type EgressReports, egressStatusMessage } from "./grpc-egress-report.js";
@@ -41,9 +46,9 @@ export class StatusRewrite implements ResponseStreamRewrite {
       bytes.includes(HOST_LOOPBACK_NAME);
     // A failed solve's report also names BuildKit's failed connections: watch for a failed vertex.
     if (!named && (!this.egressReports || this.#failed)) return msg;
-    const s = fromBinary(StatusResponseSchema, msg);
-    if (s.vertexes.some((v) => v.error !== "")) this.#failed = true;
+    if (statusHasVertexError(msg)) this.#failed = true;
     if (!named) return msg;
+    const s = fromBinary(StatusResponseSchema, msg);
     const storeOnly = this.storeOnly?.has(this.#ref) ?? false;
     const shown = mapStatusText(s, (t) => this.#userName(storeExportText(this.registryHost, t, storeOnly)));
     return shown === s ? msg : toBinary(StatusResponseSchema, shown);

@@ -13,3 +13,4 @@ export { formatBytes, toFixedGo } from "./go-format.js";
 export { mapStatusText } from "./map-text.js";
 export { type PlainProgressOptions, PlainProgressPrinter } from "./plain-printer.js";
 export { type FailedStep, type ProgressSummary, ProgressTracker } from "./tracker.js";
+export { statusHasVertexError } from "./vertex-error.js";
