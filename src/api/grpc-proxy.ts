@@ -121,7 +121,8 @@ function proxyCall(
   // A response rewrite that fails turns the call's status into its error.
   let failure: http2.OutgoingHttpHeaders | undefined;
   up.on("close", () => {
-    if (stream.closed) return;
+    // A failure already decided (a rewrite that failed) ends the call with its own status.
+    if (stream.closed || failure) return;
     if (!responded) {
       respondGrpcError(
         stream,
@@ -168,7 +169,17 @@ function proxyCall(
     else if (mapStream) {
       const mapped = up.pipe(new GrpcMessageMapper((m) => mapStream.responseMessage(m)));
       const tail = mapStream.endMessages?.bind(mapStream);
-      (tail ? mapped.pipe(appendAtEnd(tail)) : mapped).pipe(stream);
+      const out = tail ? mapped.pipe(appendAtEnd(tail)) : mapped;
+      // A message the rewrite cannot take ends the call with that error (unheard, it would be
+      // an uncaught 'error' event: the daemon's end).
+      const fail = (err: unknown) => {
+        failure = grpcErrorTrailers(err);
+        if (!up.closed) up.close(NGHTTP2_CANCEL);
+        if (!stream.writableEnded) stream.end();
+      };
+      mapped.once("error", fail);
+      if (out !== mapped) out.once("error", fail);
+      out.pipe(stream);
     } else up.pipe(stream);
   });
 
@@ -176,14 +187,18 @@ function proxyCall(
   else if (rewrite) rewriteRequest(stream, up, rewrite);
   else if (mapStream?.requestMessage) {
     const observe = mapStream.requestMessage.bind(mapStream);
-    stream
-      .pipe(
-        new GrpcMessageMapper((m) => {
-          observe(m);
-          return m;
-        }),
-      )
-      .pipe(up);
+    const observed = stream.pipe(
+      new GrpcMessageMapper((m) => {
+        observe(m);
+        return m;
+      }),
+    );
+    // A request message the rewrite cannot read (the client's bytes) answers the call with the error.
+    observed.once("error", (err) => {
+      respondGrpcError(stream, err);
+      if (!up.closed) up.close(NGHTTP2_CANCEL);
+    });
+    observed.pipe(up);
   } else stream.pipe(up);
 }
 

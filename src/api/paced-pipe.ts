@@ -1,5 +1,5 @@
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import type { Duplex, Writable } from "node:stream";
 import tls from "node:tls";
 
 /** How long reading stops once small writes arrive back to back. */
@@ -35,26 +35,21 @@ export interface PacedPipe {
  * only restarts reading when that flag says it is stopped. Sockets without
  * such a handle (TLS) are piped plainly.
  */
-export function pacedPipe(from: Duplex, to: Duplex): PacedPipe {
+export function pacedPipe(from: Duplex, to: Writable): PacedPipe {
   const stats = { pauses: 0 };
+  // pipe() moves the bytes (backpressure, end, an end already seen); the listener below only paces.
+  from.pipe(to);
   const handle = plainHandle(from);
-  if (!handle) {
-    from.pipe(to);
-    return stats;
-  }
+  if (!handle) return stats;
   let paused = false;
   let last = 0;
   let burst = 0;
   from.on("data", (chunk: Buffer) => {
-    if (to.destroyed) return;
-    if (!to.write(chunk)) {
-      from.pause();
-      to.once("drain", () => from.resume());
-    }
     const now = performance.now();
     burst = now - last < 1 ? burst + 1 : 0;
     last = now;
-    // Only while Node believes the handle reads: otherwise Node itself stopped it (backpressure).
+    // Only while Node believes the handle reads: otherwise Node stopped it (backpressure) and
+    // restarts it itself; a readStart of ours then would make Node's fail (EALREADY) and kill the socket.
     if (paused || burst < BURST_READS || chunk.length >= SMALL_READ || !handle.reading) return;
     paused = true;
     stats.pauses++;
@@ -63,12 +58,9 @@ export function pacedPipe(from: Duplex, to: Duplex): PacedPipe {
       paused = false;
       // The read after a pause counts as part of the burst when data was waiting.
       last = performance.now();
-      // If Node stopped reading meanwhile, it restarts the handle itself when it wants data.
       if (!from.destroyed && handle.reading) handle.readStart();
     }, PAUSE_MS);
   });
-  from.once("end", () => to.end());
-  from.resume();
   return stats;
 }
 

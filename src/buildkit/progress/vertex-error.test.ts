@@ -29,3 +29,9 @@ test("statusHasVertexError: no error anywhere, even with error-like text elsewhe
   assert.equal(statusHasVertexError(msg), false);
   assert.equal(statusHasVertexError(new Uint8Array()), false);
 });
+
+test("statusHasVertexError: a message it cannot read (a vertex field past the vertex's end, truncation) is no error, never a throw", () => {
+  assert.equal(statusHasVertexError(Buffer.from("0a030a056162636465", "hex")), false);
+  const good = encode({ vertexes: [{ digest: "sha256:b", error: "failed" }] });
+  for (let n = 0; n < good.length; n++) assert.doesNotThrow(() => statusHasVertexError(good.subarray(0, n)));
+});

@@ -8,9 +8,18 @@ const VERTEX_ERROR_FIELD = 7;
  * Whether an encoded StatusResponse reports a failed vertex (a non-empty
  * Vertex.error), read off the wire without decoding the message: a proxy
  * watching every status update of a build for failure would otherwise
- * decode each one (logs included) only to look at one field.
+ * decode each one (logs included) only to look at one field. A message it
+ * cannot read reports no error: deciding whether it is valid is not its job.
  */
 export function statusHasVertexError(msg: Uint8Array): boolean {
+  try {
+    return scan(msg);
+  } catch {
+    return false;
+  }
+}
+
+function scan(msg: Uint8Array): boolean {
   const r = new BinaryReader(msg);
   while (r.pos < r.len) {
     const [field, wire] = r.tag();
