@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createWriteStream, existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
@@ -121,10 +121,26 @@ export async function startBuildkitd(opts: {
         clearTimeout(t);
       }
       out.end();
+      // A buildkitd killed mid-step leaves its step's rootfs mounted: rm cannot remove a mount.
+      await unmountUnder(dir);
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     },
   };
   return self;
+}
+
+/** Lazily unmounts every mount below `dir`, deepest first. */
+async function unmountUnder(dir: string): Promise<void> {
+  const info = await readFile("/proc/self/mountinfo", "utf8");
+  const points = info
+    .split("\n")
+    // Field 5 is the mount point, octal-escaped (\040 for a space).
+    .map((l) =>
+      l.split(" ")[4]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8))),
+    )
+    .filter((p): p is string => p?.startsWith(`${dir}/`) === true)
+    .sort((a, b) => b.length - a.length);
+  for (const p of points) spawnSync("umount", ["-l", p]);
 }
 
 /** Whether something listens on the unix socket path, or on 127.0.0.1:port. */
