@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from "node:fs/promises";
 import http from "node:http";
 import os from "node:os";
@@ -412,6 +413,73 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
 
     // --no-cache never replays.
     assert.notEqual((await build("--no-cache")).id, pruned.id);
+  });
+
+  test("a rebuild writes only the big files that changed since the project's last upload; the image has the new bytes; a prune drops what was kept", async () => {
+    const ctx = path.join(tmp, "reuse");
+    await mkdir(ctx, { recursive: true });
+    const big = randomBytes(4 << 20);
+    await writeFile(path.join(ctx, "big.bin"), big);
+    // RUN prints what the image holds: the build output shows whether the new bytes got in.
+    await writeFile(
+      path.join(ctx, "Dockerfile"),
+      "FROM busybox:local\nCOPY big.bin /big.bin\nRUN sha256sum /big.bin\n",
+    );
+    const kept = path.join(dataRoot, "contexts");
+    const keptFiles = async () =>
+      Object.fromEntries(
+        await Promise.all(
+          (await readdir(kept).catch(() => [])).map(
+            async (n) => [n, (await stat(path.join(kept, n))).size] as const,
+          ),
+        ),
+      );
+    const build = async () => {
+      const r = await cli(["build", "--no-cache", "-t", "reuse:1", ctx], { DOCKER_BUILDKIT: "0" });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      return r.stdout;
+    };
+    const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+    const bigSpools = async () => Object.entries(await keptFiles()).filter(([, size]) => size >= big.length);
+
+    assert.match(await build(), new RegExp(`${sha(big)}  /big.bin`));
+    const first = await poll(
+      async () => ((await bigSpools()).length === 1 ? await bigSpools() : undefined),
+      10_000,
+      "kept upload",
+    );
+    // Unchanged: the kept spool serves big.bin again, the new upload wrote only the Dockerfile.
+    assert.match(await build(), new RegExp(`${sha(big)}  /big.bin`));
+    await poll(
+      async () => (Object.keys(await keptFiles()).length === 2 ? true : undefined),
+      10_000,
+      "the second upload kept",
+    );
+    assert.deepEqual(await bigSpools(), first, "no second copy of big.bin");
+
+    // One byte changed in the middle, same size and mtime: the image gets the new bytes.
+    const st = await stat(path.join(ctx, "big.bin"));
+    const changed = Buffer.from(big);
+    changed[2 << 20] = (changed[2 << 20] ?? 0) ^ 0xff;
+    await writeFile(path.join(ctx, "big.bin"), changed);
+    await utimes(path.join(ctx, "big.bin"), st.atime, st.mtime);
+    assert.match(await build(), new RegExp(`${sha(changed)}  /big.bin`));
+    // The old bytes are no longer needed by the kept upload: only the new copy stays.
+    await poll(
+      async () => {
+        const spools = await bigSpools();
+        return spools.length === 1 && spools[0]?.[0] !== first[0]?.[0] ? true : undefined;
+      },
+      10_000,
+      "only the changed upload kept",
+    );
+
+    assert.equal((await cli(["builder", "prune", "-af"], { DOCKER_BUILDKIT: "0" })).code, 0);
+    await poll(
+      async () => (Object.keys(await keptFiles()).length === 0 ? true : undefined),
+      10_000,
+      "prune drops it",
+    );
   });
 
   test("system df, builder prune (legacy), cancel", async () => {

@@ -1,4 +1,4 @@
-import { BuildMemo } from "../build/index.js";
+import { BuildMemo, ContextReuse, keptContextDir } from "../build/index.js";
 import { registerBuildRoutes } from "./build-routes.js";
 import { registerContainerRoutes } from "./container-routes.js";
 import type { ApiDeps } from "./deps.js";
@@ -15,7 +15,7 @@ import { registerUnsupportedRoutes } from "./unsupported-routes.js";
 export function createApiRouter(deps: ApiDeps): Router {
   const router = new Router();
   // Shared: a cache prune through either API must make the next classic build really rebuild.
-  const memo = new BuildMemo();
+  const memo = new BuildMemo(undefined, new ContextReuse(keptContextDir(deps.dataRoot)));
   registerSystemRoutes(router, deps);
   registerBuildRoutes(router, deps, memo);
   registerContainerRoutes(router, deps);

@@ -3,6 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { type StatusResponse, StatusResponseSchema } from "../buildkit/index.js";
 import type { BuildParams } from "./build-params.js";
+import type { ContextReuse } from "./context-reuse.js";
 
 /** A classic build's result, and what must still hold for it to be the answer again. */
 export interface MemoizedBuild {
@@ -45,7 +46,14 @@ const SYNTAX_RE = /^resolve image config for docker-image:\/\/(\S+)$/;
 export class BuildMemo {
   readonly #entries = new Map<string, MemoizedBuild>();
 
-  constructor(private readonly limit = 256) {}
+  /**
+   * `contexts`: the last upload of each project, for the next upload to reuse (cleared with the memo: a
+   * prune frees its disk too).
+   */
+  constructor(
+    private readonly limit = 256,
+    readonly contexts?: ContextReuse,
+  ) {}
 
   /** The key for a build, or undefined when its result must not be reused (no-cache, pull, sessions…). */
   static keyFor(params: BuildParams, contextDigest: string): string | undefined {
@@ -93,6 +101,7 @@ export class BuildMemo {
 
   clear(): void {
     this.#entries.clear();
+    this.contexts?.clear();
   }
 }
 

@@ -1,3 +1,4 @@
+import { rm } from "node:fs/promises";
 import path from "node:path";
 import { type SweepReport, sweepOrphanedTemps } from "../util/index.js";
 
@@ -6,7 +7,16 @@ export function buildTempDir(dataRoot: string): string {
   return path.join(dataRoot, "tmp");
 }
 
-/** Removes context spools whose daemon is gone (kill -9 mid-build); the daemon runs it at start. */
-export function sweepBuildTemps(dataRoot: string): Promise<SweepReport> {
-  return sweepOrphanedTemps(buildTempDir(dataRoot), ["build-"]);
+/** Where the daemon keeps the last upload of each project for the next one to reuse (see ContextReuse). */
+export function keptContextDir(dataRoot: string): string {
+  return path.join(dataRoot, "contexts");
+}
+
+/**
+ * Removes context spools whose daemon is gone (kill -9 mid-build); the daemon runs it at start. Uploads an
+ * earlier daemon kept for reuse go too, unreported: they were a cache, not leftovers.
+ */
+export async function sweepBuildTemps(dataRoot: string): Promise<SweepReport> {
+  await rm(keptContextDir(dataRoot), { recursive: true, force: true });
+  return await sweepOrphanedTemps(buildTempDir(dataRoot), ["build-"]);
 }

@@ -236,6 +236,58 @@ describe("spoolContext", () => {
     }
   });
 
+  test("an upload repeating the kept one's big files reads them from its spool; changed ones are written", async () => {
+    const dir = await fresh();
+    const big = randomBytes(3 << 20);
+    const late = Buffer.from(big);
+    late[late.length - 1] = (late.at(-1) ?? 0) ^ 1;
+    const early = Buffer.from(big);
+    early[10] = (early[10] ?? 0) ^ 1;
+    const upload = (files: Record<string, Buffer>) =>
+      tarOf((p) => {
+        p.entry({ name: "Dockerfile" }, "FROM scratch\n");
+        for (const [name, data] of Object.entries(files)) p.entry({ name }, data);
+      });
+    const at = (name: string, base?: ContextArchive) => async (body: Buffer) =>
+      spoolContext(Readable.from([body]), path.join(dir, name), new AbortController().signal, { base });
+    const whole = async (a: ContextArchive, rel: string) => {
+      const f = await a.fs.open(rel);
+      const chunks: Buffer[] = [];
+      const buf = Buffer.alloc(1 << 20);
+      for (let n = await f.read(buf, 0, buf.length); n > 0; n = await f.read(buf, 0, buf.length))
+        chunks.push(Buffer.from(buf.subarray(0, n)));
+      return Buffer.concat(chunks);
+    };
+    const first = await at("1")(await upload({ same: big, late: big, early: big, grown: big }));
+    assert.equal(first.reusable, true);
+    assert.equal(first.files[0]?.size, 4 * big.length + 13);
+    const second = await at(
+      "2",
+      first,
+    )(await upload({ same: big, late, early, grown: Buffer.concat([big, Buffer.from("x")]) }));
+    // Only the changed files (and the Dockerfile) were written: `same` is read from the first spool.
+    assert.equal(second.files[0]?.size, 3 * big.length + 1 + 13);
+    assert.deepEqual(second.files.slice(1), [first.files[0]]);
+    assert.deepEqual(second.stored("same"), {
+      file: first.files[0],
+      offset: first.stored("same")?.offset,
+      size: big.length,
+    });
+    await first.close();
+    // The first spool lives on for what the second reads from it.
+    assert.deepEqual((await readdir(dir)).sort(), ["1", "2"]);
+    assert.ok((await whole(second, "same")).equals(big));
+    assert.ok((await whole(second, "late")).equals(late));
+    assert.ok((await whole(second, "early")).equals(early));
+    assert.equal((await whole(second, "grown")).length, big.length + 1);
+    assert.equal((await second.fs.readFile("same")).length, big.length);
+    assert.ok(second.fs.readFile("same").equals(big));
+    // Same content, another digest input: the context digest still says what was uploaded.
+    assert.notEqual(second.digest, first.digest);
+    await second.close();
+    assert.deepEqual(await readdir(dir), []);
+  });
+
   test("small entries are copied into the spool's own batch, not kept as slices of the upload", async () => {
     const dir = await fresh();
     const fh = await open(path.join(dir, "s"), "wx+");

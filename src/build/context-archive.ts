@@ -1,12 +1,13 @@
 import { createHash } from "node:crypto";
-import { readSync } from "node:fs";
-import { type FileHandle, open, rm } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { type Readable, Transform } from "node:stream";
 import tar from "tar-stream";
 import type { SourceDirent, SourceFile, SourceFS, SourceStat } from "../buildkit/index.js";
 import { abortReason, errorMessage, noSpaceMessage } from "../util/index.js";
 import { decompressedContext } from "./context-decompress.js";
 import { BuildError } from "./errors.js";
+import { SpoolFile } from "./spool-file.js";
+import { type StoredBytes, StoredMatch } from "./stored-match.js";
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -33,6 +34,8 @@ interface Node {
   ino: number;
   /** Where the file's bytes are in the spool. */
   offset: number;
+  /** The spool holding them when not this upload's own (an earlier upload's, reused). */
+  file?: SpoolFile;
   children?: Map<string, Node>;
 }
 
@@ -49,7 +52,13 @@ export interface ContextArchive {
   has(rel: string): boolean;
   /** Device nodes the archive had, which a build cannot create (see spoolContext). */
   readonly skippedDevices: string[];
-  /** Closes and deletes the spool. */
+  /** Where a big regular file's bytes are, for the next upload of the same project to reuse. */
+  stored(rel: string): StoredBytes | undefined;
+  /** Whether keeping the archive can save the next upload a write: it has a big file. */
+  readonly reusable: boolean;
+  /** The spool files its entries read from (its own, and earlier uploads' it reused). */
+  readonly files: readonly SpoolFile[];
+  /** Releases its spool files: the last archive using a file deletes it. */
   close(): Promise<void>;
 }
 
@@ -116,10 +125,20 @@ export async function spoolContext(
   body: Readable,
   spoolPath: string,
   signal: AbortSignal,
-  opts: { maxBytes?: number } = {},
+  opts: {
+    maxBytes?: number;
+    /**
+     * An earlier upload of the same project: a big file whose bytes equal the same path's there is
+     * not written again, the new archive reads it from that upload's spool.
+     */
+    base?: ContextArchive;
+  } = {},
 ): Promise<ContextArchive> {
-  const fh = await open(spoolPath, "wx+", 0o600);
-  const spool = new Spool(fh);
+  const own = new SpoolFile(await open(spoolPath, "wx+", 0o600), spoolPath);
+  const spool = new Spool(own.fh);
+  const reused = new Set<SpoolFile>();
+  const release = () => Promise.all([own, ...reused].map((f) => f.release()));
+  let reusable = false;
   const tree = new Tree();
   const extract = tar.extract();
   let entries = 0;
@@ -174,6 +193,8 @@ export async function spoolContext(
             throw new BuildError("invalid_context", "invalid build context: a file entry names the root");
           const size = h.size ?? 0;
           const offset = spool.size;
+          /** Set when the bytes are an earlier upload's, unchanged. */
+          let kept: StoredBytes | undefined;
           const fileHash = createHash("sha256");
           if (size <= SMALL_ENTRY) {
             const chunks: Buffer[] = [];
@@ -185,22 +206,46 @@ export async function spoolContext(
             }
             await spool.appendCopy(chunks, got);
           } else {
+            reusable = true;
+            const stored = opts.base?.stored(rel);
+            let match = stored?.size === size ? new StoredMatch(stored) : undefined;
             // for-await rather than pipeline(): tar-stream's entries are streamx streams.
             for await (const c of entry) {
               fileHash.update(c as Buffer);
+              if (match) {
+                if (await match.next(c as Buffer)) continue;
+                // Different after all: what matched goes into this spool, then the rest.
+                await match.copyMatched((b) => spool.append(b));
+                match = undefined;
+              }
               await spool.append(c as Buffer);
+            }
+            if (match && match.matched === size) {
+              if (!reused.has(match.stored.file)) {
+                match.stored.file.ref();
+                reused.add(match.stored.file);
+              }
+              kept = match.stored;
             }
           }
           const sum = fileHash.digest();
           content = sum.toString("hex");
           mtimeNs = withContentStamp(mtimeNs, sum);
-          const written = spool.size - offset;
+          const written = kept ? kept.size : spool.size - offset;
           // tar-stream's entry offset is where its header starts; the data follows it.
           const dataEnd = (entry as unknown as { offset: number }).offset + 512 + size;
           if (written !== size || (padder.ended && dataEnd > padder.realBytes))
             throw new Error("unexpected EOF");
           bytes += size;
-          tree.put(rel, { mode: S_IFREG | mode, mtimeNs, size, linkname: "", ino: 0, offset });
+          tree.put(rel, {
+            mode: S_IFREG | mode,
+            mtimeNs,
+            size,
+            linkname: "",
+            ino: 0,
+            offset: kept ? kept.offset : offset,
+            ...(kept && { file: kept.file }),
+          });
           break;
         }
         case "symlink":
@@ -249,22 +294,30 @@ export async function spoolContext(
     }
     if (feedError) throw feedError;
     await spool.flush();
+    own.size = spool.size;
+    let closed: Promise<unknown> | undefined;
     return {
-      fs: tree.sourceFS(spool),
+      fs: tree.sourceFS(own),
       entries,
       bytes,
       digest: `sha256:${contextHash.digest("hex")}`,
       has: (rel) => tree.find(rel) !== undefined,
       skippedDevices,
+      stored: (rel) => {
+        const n = tree.find(rel);
+        if (!n || (n.mode & 0o170000) !== S_IFREG || n.size <= SMALL_ENTRY) return undefined;
+        return { file: n.file ?? own, offset: n.offset, size: n.size };
+      },
+      reusable,
+      files: [own, ...reused],
       close: async () => {
-        await fh.close().catch(() => {});
-        await rm(spoolPath, { force: true });
+        closed ??= release();
+        await closed;
       },
     };
   } catch (err) {
     extract.destroy();
-    await fh.close().catch(() => {});
-    await rm(spoolPath, { force: true });
+    await release();
     // Let the rest of the body drain so the connection can carry the error response.
     body.unpipe();
     body.resume();
@@ -407,14 +460,6 @@ export class Spool {
       await this.inFlight.shift()?.done;
     if (this.failure) throw this.failure;
   }
-
-  readSync(buf: Buffer, offset: number, length: number, position: number): number {
-    return readSync(this.fh.fd, buf, offset, length, position);
-  }
-
-  async read(buf: Buffer, offset: number, length: number, position: number): Promise<number> {
-    return (await this.fh.read(buf, offset, length, position)).bytesRead;
-  }
 }
 
 /**
@@ -544,7 +589,7 @@ class Tree {
     this.links.set(n.ino, (this.links.get(n.ino) ?? 1) - 1);
   }
 
-  sourceFS(spool: Spool): SourceFS {
+  sourceFS(own: SpoolFile): SourceFS {
     const get = (rel: string): Node => {
       const n = this.find(rel);
       if (!n)
@@ -591,7 +636,7 @@ class Tree {
         const buf = Buffer.allocUnsafe(n.size);
         let done = 0;
         while (done < n.size) {
-          const got = spool.readSync(buf, done, n.size - done, n.offset + done);
+          const got = (n.file ?? own).readSync(buf, done, n.size - done, n.offset + done);
           if (got === 0) break;
           done += got;
         }
@@ -604,7 +649,7 @@ class Tree {
           read: async (buf, offset, length) => {
             const want = Math.min(length, n.size - pos);
             if (want <= 0) return 0;
-            const got = await spool.read(buf, offset, want, n.offset + pos);
+            const got = await (n.file ?? own).read(buf, offset, want, n.offset + pos);
             pos += got;
             return got;
           },

@@ -7,11 +7,12 @@ export {
   decodeRegistryConfig,
   parseBuildParams,
 } from "./build-params.js";
-export { sweepBuildTemps } from "./build-temps.js";
+export { keptContextDir, sweepBuildTemps } from "./build-temps.js";
 export { type PruneOptions, type PruneReport, parsePruneParams, pruneBuildCache } from "./cache-prune.js";
 export { buildCacheUsage, type CacheRecord, goTime } from "./cache-usage.js";
 export { ClassicOutput, type ClassicOutputOptions } from "./classic-output.js";
 export { type ContextArchive, contextRelativePath, spoolContext } from "./context-archive.js";
+export { ContextReuse } from "./context-reuse.js";
 export { BuildError, type BuildErrorCode } from "./errors.js";
 export { buildFailure } from "./failure-message.js";
 export { type EmitMessage, errorMessageLine, type JsonMessage } from "./json-message.js";

@@ -125,8 +125,20 @@ export async function runImageBuild(
   const signal = AbortSignal.any([req.signal, cancel.signal]);
   const unregister = params.buildId ? deps.jobs.register(params.buildId, cancel) : () => {};
   let archive: Awaited<ReturnType<typeof spoolContext>> | undefined;
+  const sharedKey = classicSharedKey(params);
+  const kept = deps.memo?.builds.contexts;
   try {
-    archive = await spoolContext(req.body, spool, signal, { maxBytes: deps.maxContextSize });
+    const base = kept?.take(sharedKey);
+    try {
+      archive = await spoolContext(req.body, spool, signal, { maxBytes: deps.maxContextSize, base });
+    } catch (err) {
+      // The disk may be full of kept uploads: the next try gets their room.
+      if (err instanceof BuildError && err.code === "spool_failed") kept?.clear();
+      throw err;
+    } finally {
+      // What the new upload reused from it, it holds itself.
+      void base?.close().catch(() => {});
+    }
     if (params.version === "1" && !archive.has(dockerfileRel)) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
@@ -139,17 +151,18 @@ export async function runImageBuild(
     return await streamBuild(
       deps,
       req,
-      { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey: classicSharedKey(params) },
-      { key: routeKey(classicSharedKey(params), params), tags: params.tags },
+      { contextFS: archive.fs, dockerfile: dockerfileRel, sharedKey },
+      { key: routeKey(sharedKey, params), tags: params.tags },
       signal,
       memoKey,
       dockerfileText,
     );
   } finally {
     unregister();
-    // Deleting a big spool takes a while (~0.13 s for 512 MiB here): the client has its answer first.
-    // A spool that cannot be deleted is swept at the next daemon start (it carries this pid).
-    void archive?.close().catch(() => {});
+    // Kept for the project's next upload, or deleted after the client has its answer (~0.13 s for
+    // 512 MiB here); a spool that cannot be deleted is swept at the next daemon start (it carries this pid).
+    if (archive && kept) void kept.keep(sharedKey, archive).catch(() => {});
+    else void archive?.close().catch(() => {});
   }
 }
 

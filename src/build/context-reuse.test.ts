@@ -1,0 +1,57 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { after, test } from "node:test";
+import tar from "tar-stream";
+import { type ContextArchive, spoolContext } from "./context-archive.js";
+import { ContextReuse } from "./context-reuse.js";
+
+const root = await mkdtemp(path.join(os.tmpdir(), "arca-reuse-"));
+after(() => rm(root, { recursive: true, force: true }));
+
+/** A tar of `files` spooled into root/tmp/NAME, reusing `base`'s big files. */
+async function upload(name: string, files: Record<string, Buffer>, base?: ContextArchive) {
+  const pack = tar.pack();
+  for (const [n, data] of Object.entries(files)) pack.entry({ name: n }, data);
+  pack.finalize();
+  const tmp = path.join(root, "tmp");
+  await mkdir(tmp, { recursive: true });
+  return spoolContext(Readable.from(pack), path.join(tmp, name), new AbortController().signal, { base });
+}
+
+test("kept uploads move out of the temp dir, are taken once, and go by project count and bytes", async () => {
+  const dir = path.join(root, "kept");
+  const reuse = new ContextReuse(dir, { bytes: 5 << 20, projects: 2 });
+  const big = randomBytes(2 << 20);
+  // Nothing big: keeping it would save nothing.
+  await reuse.keep("small", await upload("s", { a: Buffer.from("a") }));
+  assert.equal(reuse.take("small"), undefined);
+  assert.deepEqual(await readdir(path.join(root, "tmp")), []);
+
+  await reuse.keep("p1", await upload("1", { big }));
+  assert.deepEqual(await readdir(dir), ["1"]);
+  assert.deepEqual(await readdir(path.join(root, "tmp")), []);
+  const taken = reuse.take("p1");
+  assert.ok(taken);
+  assert.equal(reuse.take("p1"), undefined, "taken once");
+  // The next upload of p1 reuses it, then is kept in its place: one spool file of p1's on disk.
+  const next = await upload("2", { big }, taken);
+  await taken.close();
+  await reuse.keep("p1", next);
+  assert.deepEqual(await readdir(dir), ["1", "2"], "2 holds nothing big, 1 still holds `big`");
+  assert.equal(reuse.keptBytes(), big.length + (next.files[0]?.size ?? 0));
+
+  await reuse.keep("p2", await upload("3", { big: randomBytes(2 << 20) }));
+  // Over 5 MiB with a third project: the least recently kept (p1) goes, its files with it.
+  await reuse.keep("p3", await upload("4", { big: randomBytes(2 << 20) }));
+  assert.equal(reuse.take("p1"), undefined);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual((await readdir(dir)).sort(), ["3", "4"]);
+
+  reuse.clear();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await readdir(dir), []);
+});
