@@ -456,6 +456,18 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
       "the second upload kept",
     );
     assert.deepEqual(await bigSpools(), first, "no second copy of big.bin");
+    // A failed upload of the project leaves the kept one in place.
+    const cut = await request(
+      socket,
+      "POST",
+      "/build?t=reuse:1",
+      Buffer.concat([bigFileHeader("big.bin", BigInt(big.length)), big.subarray(0, 1 << 20)]),
+    );
+    assert.equal(cut.status, 400, cut.body);
+    assert.deepEqual(await bigSpools(), first);
+
+    assert.match(await build(), new RegExp(`${sha(big)}  /big.bin`));
+    assert.deepEqual(await bigSpools(), first, "the kept upload served the build after the failed one");
 
     // One byte changed in the middle, same size and mtime: the image gets the new bytes.
     const st = await stat(path.join(ctx, "big.bin"));

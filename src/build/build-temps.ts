@@ -1,4 +1,3 @@
-import { rm } from "node:fs/promises";
 import path from "node:path";
 import { type SweepReport, sweepOrphanedTemps } from "../util/index.js";
 
@@ -13,10 +12,10 @@ export function keptContextDir(dataRoot: string): string {
 }
 
 /**
- * Removes context spools whose daemon is gone (kill -9 mid-build); the daemon runs it at start. Uploads an
- * earlier daemon kept for reuse go too, unreported: they were a cache, not leftovers.
+ * Removes context spools whose daemon is gone (kill -9 mid-build); the daemon runs it at start. Uploads a
+ * gone daemon kept for reuse go too, unreported: they were a cache, not leftovers.
  */
 export async function sweepBuildTemps(dataRoot: string): Promise<SweepReport> {
-  await rm(keptContextDir(dataRoot), { recursive: true, force: true });
+  await sweepOrphanedTemps(keptContextDir(dataRoot), ["build-"], { ownToo: true });
   return await sweepOrphanedTemps(buildTempDir(dataRoot), ["build-"]);
 }

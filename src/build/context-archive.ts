@@ -317,7 +317,8 @@ export async function spoolContext(
     };
   } catch (err) {
     extract.destroy();
-    await release();
+    // The upload's error is the answer, whatever deleting its spool says.
+    await release().catch(() => {});
     // Let the rest of the body drain so the connection can carry the error response.
     body.unpipe();
     body.resume();
@@ -414,10 +415,12 @@ export class Spool {
     this.batchStart = this.batchUsed;
   }
 
-  /** Writes what is pending and waits for every write. */
+  /** Writes what is pending and waits for every write; nothing is appended after. */
   async flush(): Promise<void> {
     this.writePending();
     while (this.inFlight.length) await this.inFlight.shift()?.done;
+    // The archive's closures keep this spool reachable while the upload is kept: not its 1 MiB batch.
+    this.batch = undefined;
     if (this.failure) throw this.failure;
   }
 

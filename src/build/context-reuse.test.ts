@@ -24,7 +24,7 @@ async function upload(name: string, files: Record<string, Buffer>, base?: Contex
 
 test("kept uploads move out of the temp dir, are taken once, and go by project count and bytes", async () => {
   const dir = path.join(root, "kept");
-  const reuse = new ContextReuse(dir, { bytes: 5 << 20, projects: 2 });
+  const reuse = new ContextReuse(dir, { bytes: 5 << 20, projects: 2, entries: 1000 });
   const big = randomBytes(2 << 20);
   // Nothing big: keeping it would save nothing.
   await reuse.keep("small", await upload("s", { a: Buffer.from("a") }));
@@ -54,4 +54,19 @@ test("kept uploads move out of the temp dir, are taken once, and go by project c
   reuse.clear();
   await new Promise((r) => setTimeout(r, 50));
   assert.deepEqual(await readdir(dir), []);
+
+  // Too many entries to hold their index in memory: not kept, however few bytes.
+  const many: Record<string, Buffer> = { big: randomBytes(1 << 20) };
+  for (let i = 0; i < 1000; i++) many[`f${i}`] = Buffer.from("x");
+  await reuse.keep("many", await upload("5", many));
+  assert.equal(reuse.take("many"), undefined);
+
+  // A prune while a keep is moving its files: the upload is not brought back after it.
+  const keeping = reuse.keep("p4", await upload("6", { big }));
+  reuse.clear();
+  await keeping;
+  assert.equal(reuse.take("p4"), undefined);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await readdir(dir), []);
+  assert.deepEqual(await readdir(path.join(root, "tmp")), []);
 });

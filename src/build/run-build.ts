@@ -11,7 +11,7 @@ import {
 } from "../buildkit/index.js";
 import type { EgressProxy } from "../egress/index.js";
 import { familiarName, type PushGrant, storeExportText } from "../images/index.js";
-import { ownedTempName } from "../util/index.js";
+import { noSpaceMessage, ownedTempName } from "../util/index.js";
 import { type BuildEgressGrant, openBuildEgress } from "./build-egress.js";
 import type { BuildJobs } from "./build-jobs.js";
 import { BuildMemo, type MemoImages, type MemoizedBuild, ProgressRecorder } from "./build-memo.js";
@@ -132,13 +132,18 @@ export async function runImageBuild(
     try {
       archive = await spoolContext(req.body, spool, signal, { maxBytes: deps.maxContextSize, base });
     } catch (err) {
-      // The disk may be full of kept uploads: the next try gets their room.
-      if (err instanceof BuildError && err.code === "spool_failed") kept?.clear();
+      if (isDiskFull(err)) {
+        // The disk may be full of kept uploads: the next try gets their room.
+        kept?.clear();
+        void base?.close().catch(() => {});
+      } else if (base && kept) {
+        // A failed upload leaves the project's last one what it was.
+        void kept.keep(sharedKey, base).catch(() => {});
+      }
       throw err;
-    } finally {
-      // What the new upload reused from it, it holds itself.
-      void base?.close().catch(() => {});
     }
+    // What the new upload reused from it, it holds itself.
+    void base?.close().catch(() => {});
     if (params.version === "1" && !archive.has(dockerfileRel)) {
       throw new BuildError("rejected", `Cannot locate specified Dockerfile: ${params.dockerfile}`);
     }
@@ -164,6 +169,10 @@ export async function runImageBuild(
     if (archive && kept) void kept.keep(sharedKey, archive).catch(() => {});
     else void archive?.close().catch(() => {});
   }
+}
+
+function isDiskFull(err: unknown): boolean {
+  return (err instanceof BuildError && err.code === "spool_failed") || noSpaceMessage(err) !== undefined;
 }
 
 /** The build's output starts with this line (a warning the client should see). */

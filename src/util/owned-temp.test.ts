@@ -34,6 +34,9 @@ test("sweep removes files of dead writers and unowned names, keeps live writers'
     assert.ok(left.includes("blob-1-bbbb") && left.includes("metadata.db"));
     assert.ok(left.some((n) => n.startsWith(`blob-${process.pid}-`)));
     assert.deepEqual(await sweepOrphanedTemps(join(dir, "missing"), ["blob-"]), { files: 0, bytes: 0 });
+    // ownToo: this process's own names go too (a restarted daemon with its predecessor's pid), others' stay.
+    assert.deepEqual(await sweepOrphanedTemps(dir, ["blob-"], { ownToo: true }), { files: 1, bytes: 15 });
+    assert.deepEqual((await readdir(dir)).sort(), ["blob-1-bbbb", "metadata.db"]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -38,7 +38,12 @@ export interface SweepReport {
  * Removes the files in dir that start with one of the prefixes and whose writer is gone: names carrying
  * a dead pid, and names from before owners were recorded (no pid). A missing dir is empty.
  */
-export async function sweepOrphanedTemps(dir: string, prefixes: string[]): Promise<SweepReport> {
+export async function sweepOrphanedTemps(
+  dir: string,
+  prefixes: string[],
+  /** Also this process's own files: it has none yet (its pid may be a dead daemon's, as in a container). */
+  opts: { ownToo?: boolean } = {},
+): Promise<SweepReport> {
   const report: SweepReport = { files: 0, bytes: 0 };
   let names: string[];
   try {
@@ -51,7 +56,7 @@ export async function sweepOrphanedTemps(dir: string, prefixes: string[]): Promi
     const prefix = prefixes.find((p) => name.startsWith(p));
     if (!prefix) continue;
     const owner = tempOwner(name, prefix);
-    if (owner !== undefined && alive(owner)) continue;
+    if (owner !== undefined && alive(owner) && !(opts.ownToo && owner === process.pid)) continue;
     const file = path.join(dir, name);
     const st = await lstat(file).catch(() => undefined);
     if (!st) continue;
