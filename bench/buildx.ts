@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-buildx-"));
   const dataRoot = path.join(tmp, "data");
   const socket = path.join(tmp, "arca.sock");
-  const daemon = startDaemon(dataRoot, socket);
+  const daemon = startDaemon(dataRoot, socket, [], { bundled: true });
   const dockerConfig = await dockerConfigWithBuildx(path.join(tmp, "docker-config"));
   const env = {
     ...process.env,

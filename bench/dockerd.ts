@@ -51,7 +51,7 @@ async function main(): Promise<void> {
   if (!dockerd) throw new Error("dockerd not found: apt-get install -y docker.io");
   const tmp = await mkdtemp(path.join(os.tmpdir(), "arca-bench-dockerd-"));
   const stock = startStockDockerd(dockerd, path.join(tmp, "dockerd"));
-  const arca = startDaemon(path.join(tmp, "arca"), path.join(tmp, "arca.sock"));
+  const arca = startDaemon(path.join(tmp, "arca"), path.join(tmp, "arca.sock"), [], { bundled: true });
   try {
     const engines: Engine[] = [
       { name: "dockerd", env: clientEnv(tmp, stock.socket) },

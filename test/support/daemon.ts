@@ -14,26 +14,22 @@ export interface DaemonProc {
 
 /**
  * Starts the real `arca daemon` (through tsx) on a data root, its API on `socket` (default
- * `<dataRoot>/arca.sock`), with any further daemon flags.
+ * `<dataRoot>/arca.sock`), with any further daemon flags. `bundled`: the shipped entry point
+ * (`bin/arca.js`, `npm run build`'s bundle) instead, as benchmarks measure what users run (tsx's
+ * loader alone holds ~30-60 MB of the daemon's RSS).
  */
 export function startDaemon(
   dataRoot: string,
   socket = path.join(dataRoot, "arca.sock"),
   flags: string[] = [],
+  opts: { bundled?: boolean } = {},
 ): DaemonProc {
+  const entry = opts.bundled
+    ? [path.join(repo, "bin/arca.js")]
+    : ["--import", "tsx", path.join(repo, "src/cli/run.ts")];
   const proc = spawn(
     process.execPath,
-    [
-      "--import",
-      "tsx",
-      path.join(repo, "src/cli/run.ts"),
-      "daemon",
-      "--data-root",
-      dataRoot,
-      "--socket",
-      socket,
-      ...flags,
-    ],
+    [...entry, "daemon", "--data-root", dataRoot, "--socket", socket, ...flags],
     { cwd: repo, stdio: ["ignore", "pipe", "pipe"] },
   );
   let out = "";
