@@ -492,6 +492,8 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
       10_000,
       "prune drops it",
     );
+    // And the project starts over (the next tests expect build cache).
+    assert.match(await build(), new RegExp(`${sha(changed)}  /big.bin`));
   });
 
   test("system df, builder prune (legacy), cancel", async () => {
