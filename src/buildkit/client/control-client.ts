@@ -33,8 +33,10 @@ export function createControlClient(dialer: Dialer): ControlClient {
   const sessionOptions = { createConnection: () => connection() };
   const manager = new Http2SessionManager(
     AUTHORITY,
-    // Builds can be silent for minutes (a long RUN); keep the connection.
-    { pingIntervalMs: 30_000, idleConnectionTimeoutMs: 15 * 60_000 },
+    // Builds can be silent for minutes (a long RUN); keep the connection. A ping only catches a
+    // half-open link (a crash closes it): 60 s, as a TCG guest under load left one unanswered for 15 s
+    // (connect-node's default) and its build failed.
+    { pingIntervalMs: 30_000, pingTimeoutMs: 60_000, idleConnectionTimeoutMs: 15 * 60_000 },
     sessionOptions,
   );
   const transport = createGrpcTransport({ baseUrl: AUTHORITY, sessionManager: manager });
