@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -38,8 +38,9 @@ test("--backend refuses what cannot work, saying why", () => {
   for (const [flag, msg] of cases) assert.throws(() => parseBackendFlag(flag), msg, flag);
 });
 
-test("backends.json and flags merge after the built-in sandbox; a name twice is refused", async () => {
+test("backends.json and flags merge after the built-in sandbox; a name twice is refused", async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), "arca-backends-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, "backends.json");
   assert.deepEqual(await readBackendsFile(file), []);
   await writeFile(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -7,8 +7,9 @@ import { decodeRegistryAuth } from "./credentials.js";
 import { loginDomain } from "./login.js";
 import { endpointsFor, parseMirror } from "./settings.js";
 
-test("endpoints: mirrors first for docker.io, plain HTTP for insecure, certs.d CA, loopback falls back to HTTP", () => {
+test("endpoints: mirrors first for docker.io, plain HTTP for insecure, certs.d CA, loopback falls back to HTTP", (t) => {
   const certs = mkdtempSync(path.join(os.tmpdir(), "arca-certs-"));
+  t.after(() => rmSync(certs, { recursive: true, force: true }));
   mkdirSync(path.join(certs, "reg.example:5000"));
   writeFileSync(path.join(certs, "reg.example:5000", "ca.crt"), "PEM");
   const settings = {
