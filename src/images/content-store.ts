@@ -1,10 +1,16 @@
 import { randomUUID } from "node:crypto";
-import { createReadStream as createFsReadStream, createWriteStream, type Stats } from "node:fs";
+import { createReadStream as createFsReadStream, type Stats } from "node:fs";
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { ownedTempName, type SweepReport, sweepOrphanedTemps, throwIfAborted } from "../util/index.js";
+import {
+  createDirectFileWriter,
+  ownedTempName,
+  type SweepReport,
+  sweepOrphanedTemps,
+  throwIfAborted,
+} from "../util/index.js";
 import { type Bytes, type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 
@@ -159,10 +165,8 @@ export class ContentStore {
       });
       // Opened before the pipeline: a lazily opened stream could create the file after a failed
       // pipeline's cleanup below had already run, leaving a temp file behind.
-      const fh = await open(tmp, "wx");
-      await pipeline(source, hasher, fh.createWriteStream({ highWaterMark: IO_CHUNK }), {
-        signal: opts.signal,
-      });
+      const file = await createDirectFileWriter(tmp, { create: true, position: 0 });
+      await pipeline(source, hasher, file, { signal: opts.signal });
       const info = verify(hashDigest(hash), size, expected, opts.expectedSize);
       if (await this.has(info.digest)) return { ...info, created: false };
       await this.commitFile(tmp, info.digest);
@@ -210,12 +214,8 @@ export class ContentStore {
         },
       });
       try {
-        await pipeline(
-          source,
-          hasher,
-          createWriteStream(this.uploadPath(id), { flags: "a", highWaterMark: IO_CHUNK }),
-          { signal: opts.signal },
-        );
+        const file = await createDirectFileWriter(this.uploadPath(id), { create: false, position: current });
+        await pipeline(source, hasher, file, { signal: opts.signal });
       } catch (err) {
         // A write that failed half-way (ENOSPC, the pusher gone) is never resumed: give the space back.
         await unlink(this.uploadPath(id)).catch(() => {});

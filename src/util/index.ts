@@ -1,4 +1,5 @@
 export { abortReason, sleep, throwIfAborted } from "./abort.js";
+export { createDirectFileWriter, type DirectFileWriterOptions } from "./direct-file-writer.js";
 export { ArcaError, CodedError, type ErrorKind, errorMessage, findArcaError } from "./errors.js";
 export { noSpaceMessage } from "./no-space.js";
 export { ownedTempName, type SweepReport, sweepOrphanedTemps, tempOwner } from "./owned-temp.js";

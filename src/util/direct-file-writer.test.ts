@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { constants, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { after, before, test } from "node:test";
+import { createDirectFileWriter } from "./direct-file-writer.js";
+
+let tmp: string;
+before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), "arca-direct-writer-"));
+});
+after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** Splits bytes into chunks of odd sizes, so stage boundaries fall inside chunks. */
+function chunked(bytes: Buffer, size: number): Readable {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < bytes.length; i += size) parts.push(bytes.subarray(i, i + size));
+  return Readable.from(parts);
+}
+
+/** The open flags of this process's descriptors on `file` (from /proc/self/fdinfo). */
+function openFlags(file: string): number[] {
+  const flags: number[] = [];
+  for (const fd of readdirSync("/proc/self/fd")) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target !== file) continue;
+    const line = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").match(/^flags:\s+([0-7]+)$/m);
+    if (line?.[1]) flags.push(Number.parseInt(line[1], 8));
+  }
+  return flags;
+}
+
+test("a new file gets every byte, whole blocks written through an O_DIRECT descriptor", async () => {
+  const file = path.join(tmp, "new");
+  // 9 MiB and a bit: two full 4 MiB stages, an aligned remainder and an unaligned tail.
+  const bytes = randomBytes(9 * 1024 * 1024 + 12_345);
+  const writer = await createDirectFileWriter(file, { create: true, position: 0 });
+  let flagsAfterStages: number[] = [];
+  const source = Readable.from(
+    (async function* () {
+      yield* chunked(bytes, 100_003);
+      // Two stages went out by now; a refused direct write would have closed the direct descriptor.
+      flagsAfterStages = openFlags(file);
+    })(),
+  );
+  await pipeline(source, writer);
+  assert.ok(
+    flagsAfterStages.some((f) => (f & constants.O_DIRECT) !== 0),
+    `no O_DIRECT descriptor after the first blocks: ${flagsAfterStages.map((f) => f.toString(8)).join(", ")}`,
+  );
+  assert.deepEqual(openFlags(file), [], "descriptors left open after the end");
+  assert.equal(Buffer.compare(await readFile(file), bytes), 0, "file content differs");
+});
+
+test("create refuses an existing file", async () => {
+  const file = path.join(tmp, "exists");
+  await writeFile(file, "x");
+  await assert.rejects(createDirectFileWriter(file, { create: true, position: 0 }), { code: "EEXIST" });
+});
+
+test("appends at an aligned and at an unaligned position", async () => {
+  for (const head of [8192, 100]) {
+    const file = path.join(tmp, `append-${head}`);
+    const first = randomBytes(head);
+    await writeFile(file, first);
+    const more = randomBytes(5 * 1024 * 1024 + 7);
+    await pipeline(
+      chunked(more, 65_537),
+      await createDirectFileWriter(file, { create: false, position: head }),
+    );
+    const got = await readFile(file);
+    assert.equal(got.length, head + more.length, `size after appending at ${head}`);
+    assert.equal(Buffer.compare(got, Buffer.concat([first, more])), 0, `content after appending at ${head}`);
+  }
+});
+
+test("a failed source closes the file, and the next writer's bytes are its own", async () => {
+  const file = path.join(tmp, "failed");
+  const failing = Readable.from(
+    (async function* () {
+      yield randomBytes(6 * 1024 * 1024);
+      throw new Error("source broke");
+    })(),
+  );
+  const writer = await createDirectFileWriter(file, { create: true, position: 0 });
+  await assert.rejects(pipeline(failing, writer), /source broke/);
+  // As with fs.WriteStream, the descriptors close asynchronously after the destroy.
+  if (!writer.closed) await new Promise((resolve) => writer.once("close", resolve));
+  assert.deepEqual(openFlags(file), [], "descriptors left open after the failure");
+
+  // The staging buffers went back to the pool: a later writer must not see stale bytes.
+  const next = path.join(tmp, "after-failure");
+  const bytes = randomBytes(4 * 1024 * 1024 + 4096 * 3 + 1);
+  await pipeline(chunked(bytes, 1 << 20), await createDirectFileWriter(next, { create: true, position: 0 }));
+  assert.equal(Buffer.compare(await readFile(next), bytes), 0, "content after a failed writer");
+});
+
+test("an empty stream leaves an empty file", async () => {
+  const file = path.join(tmp, "empty");
+  await pipeline(Readable.from([]), await createDirectFileWriter(file, { create: true, position: 0 }));
+  assert.equal((await readFile(file)).length, 0);
+});
