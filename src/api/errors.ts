@@ -22,6 +22,13 @@ export class ApiError extends CodedError<ApiErrorCode> {
   }
 }
 
+/**
+ * Abort reasons for a peer gone away, shared: building a stack for every closed call and
+ * connection was the daemon's largest single cost in a cached buildx build (~0.7 ms of CPU).
+ */
+export const CALL_CLOSED = new ApiError("unavailable", "call closed");
+export const CLIENT_DISCONNECTED = new ApiError("unavailable", "client disconnected");
+
 const STATUS: Record<ErrorKind, number> = {
   invalid_argument: 400,
   not_found: 404,

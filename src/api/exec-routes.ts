@@ -6,7 +6,7 @@ import { type ExecConfig, type ExecRecord, type ExecStore, execInspect } from ".
 import { readJsonBody, readUpgradeBody } from "./container-json-body.js";
 import { copyFramed, frame, STDERR, STDOUT, streamContentType } from "./container-stream.js";
 import type { ApiDeps } from "./deps.js";
-import { ApiError, httpStatusFor } from "./errors.js";
+import { ApiError, CLIENT_DISCONNECTED, httpStatusFor } from "./errors.js";
 import { sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 import { sandboxContainer } from "./sandbox-container.js";
@@ -88,7 +88,7 @@ export function registerExecRoutes(router: Router, deps: ApiDeps, execs: ExecSto
       }
       // Client gone (the socket fully closed) → the exec'd process is stopped by the runtime.
       const gone = new AbortController();
-      socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
+      socket.once("close", () => gone.abort(CLIENT_DISCONNECTED));
       socket.write(
         `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${streamContentType(tty, apiVersion)}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`,
       );

@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import { Transform } from "node:stream";
 import { type ErrorKind, errorMessage, findArcaError } from "../util/index.js";
-import { ApiError } from "./errors.js";
+import { ApiError, CALL_CLOSED } from "./errors.js";
 
 /** gRPC status codes Arca answers with itself (google.golang.org/grpc/codes). */
 const GRPC_CODE: Record<ErrorKind, number> = {
@@ -58,7 +58,7 @@ export function respondGrpcMessage(stream: http2.ServerHttp2Stream, msg: Uint8Ar
 /** Aborts when the call's stream closes or its connection's signal does. */
 export function callSignal(stream: http2.ServerHttp2Stream, connection: AbortSignal): AbortSignal {
   const ended = new AbortController();
-  stream.once("close", () => ended.abort(new ApiError("unavailable", "call closed")));
+  stream.once("close", () => ended.abort(CALL_CLOSED));
   return AbortSignal.any([connection, ended.signal]);
 }
 

@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import { Transform } from "node:stream";
 import { LOST_BUILDKIT } from "../buildkit/index.js";
-import { ApiError } from "./errors.js";
+import { ApiError, CALL_CLOSED } from "./errors.js";
 import {
   GrpcMessageMapper,
   grpcErrorTrailers,
@@ -273,7 +273,7 @@ export function collect(s: http2.Http2Stream): Promise<Buffer> {
       chunks.push(c);
     });
     s.once("end", () => resolve(Buffer.concat(chunks, size)));
-    s.once("close", () => reject(new ApiError("unavailable", "call closed")));
+    s.once("close", () => reject(CALL_CLOSED));
   });
 }
 

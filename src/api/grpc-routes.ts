@@ -5,7 +5,7 @@ import type { Placement } from "../backends/index.js";
 import { type BuildEgressGrant, type BuildMemo, openBuildEgress } from "../build/index.js";
 import { LOST_BUILDKIT, SolveRequestSchema, StatusRequestSchema } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
-import { ApiError } from "./errors.js";
+import { ApiError, CLIENT_DISCONNECTED } from "./errors.js";
 import { EgressReports } from "./grpc-egress-report.js";
 import { callSignal } from "./grpc-frames.js";
 import { GATEWAY_SOLVE_PATH, GatewaySolveRewrite } from "./grpc-gateway-solve.js";
@@ -59,7 +59,7 @@ export function registerGrpcRoutes(router: Router, deps: ApiDeps, memo: BuildMem
       checkH2cUpgrade(req, "protocol_error");
       const early = await skipUpgradeBody(req, socket, head);
       const gone = new AbortController();
-      socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
+      socket.once("close", () => gone.abort(CLIENT_DISCONNECTED));
       // As dockerd with its embedded BuildKit: the connection is taken once a backend answers.
       await deps.pool.any(gone.signal);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");

@@ -1,6 +1,6 @@
 import http from "node:http";
 import { listen } from "../transport/index.js";
-import { ApiError, httpStatusFor } from "./errors.js";
+import { CLIENT_DISCONNECTED, httpStatusFor } from "./errors.js";
 import { sendError, sendJSON } from "./respond.js";
 import type { Router } from "./router.js";
 import { splitVersion } from "./version.js";
@@ -68,7 +68,7 @@ async function dispatch(router: Router, req: http.IncomingMessage, res: http.Ser
   if ("methodNotAllowed" in found) return sendJSON(res, 405, { message: "method not allowed" });
   const ac = new AbortController();
   res.once("close", () => {
-    if (!res.writableFinished) ac.abort(new ApiError("unavailable", "client disconnected"));
+    if (!res.writableFinished) ac.abort(CLIENT_DISCONNECTED);
   });
   await found.handler({
     req,

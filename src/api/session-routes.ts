@@ -2,7 +2,7 @@ import type { Duplex } from "node:stream";
 import type { Lease } from "../backends/index.js";
 import { openSessionStream } from "../buildkit/index.js";
 import type { ApiDeps } from "./deps.js";
-import { ApiError } from "./errors.js";
+import { ApiError, CLIENT_DISCONNECTED } from "./errors.js";
 import { checkH2cUpgrade, SWITCHING_TO_H2C, skipUpgradeBody, writeHttpError } from "./h2c-upgrade.js";
 import { pacedPipe } from "./paced-pipe.js";
 import type { Router } from "./router.js";
@@ -51,7 +51,7 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       // Bytes after the (discarded) request body already belong to the session.
       const early = await skipUpgradeBody(req, socket, head);
       const gone = new AbortController();
-      socket.once("close", () => gone.abort(new ApiError("unavailable", "client disconnected")));
+      socket.once("close", () => gone.abort(CLIENT_DISCONNECTED));
       // The session is the build's unit of work on a backend (buildx opens one per build): it
       // takes the place, by its context's key, and every solve using it follows.
       const shared = h.metadata[SHARED_KEY_HEADER]?.[0] ?? "";
