@@ -53,11 +53,13 @@ export async function manyFilesContext(dir: string): Promise<string> {
  * does not: 1 MiB of random bytes repeated (a repeat lies beyond gzip's
  * 32 KiB window, so gzip pays full price), each copy numbered.
  */
-export async function bigFileContext(dir: string): Promise<string> {
+export async function bigFileContext(dir: string, version = 0): Promise<string> {
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, "Dockerfile"), "FROM busybox:local\nCOPY big.bin /big.bin\n");
   const fh = await open(path.join(dir, "big.bin"), "w");
   const chunk = randomBytes(1 << 20);
+  // Every MiB differs, and every version differs in every MiB (a new layer, nothing to reuse).
+  chunk.writeUInt32BE(version, 4);
   for (let i = 0; i < 512; i++) {
     chunk.writeUInt32BE(i, 0);
     await fh.write(chunk);
