@@ -214,7 +214,13 @@ export class ContentStore {
         },
       });
       try {
-        const file = await createDirectFileWriter(this.uploadPath(id), { create: false, position: current });
+        const file = await createDirectFileWriter(this.uploadPath(id), {
+          create: false,
+          position: current,
+        }).catch((err: unknown) => {
+          // Aborted (DELETE) since its size was read.
+          throw isNotFound(err) ? new ImageError("upload_not_found", `upload ${id} not found`) : err;
+        });
         await pipeline(source, hasher, file, { signal: opts.signal });
       } catch (err) {
         // A write that failed half-way (ENOSPC, the pusher gone) is never resumed: give the space back.

@@ -4,35 +4,47 @@ import { Writable } from "node:stream";
 
 /** O_DIRECT wants buffer address, length and file offset aligned to the device's block size; 4 KiB covers all. */
 const ALIGN = 4096;
+/** How a filesystem that opens with O_DIRECT may still refuse a direct write. */
+const REFUSED_DIRECT = new Set(["EINVAL", "EOPNOTSUPP", "ENOTSUP"]);
 /** Bytes per direct write: big writes keep the disk busy; two of them per writer (one filling, one writing). */
 const STAGE = 4 << 20;
-/** Staging buffers kept for the next writer (each is 4 MiB of page-aligned memory). */
-const POOL_MAX = 4;
+/** Stages cut from one engine memory, and at most this many memories: writers beyond the stages write through the cache. */
+const STAGES_PER_MEMORY = 8;
+const MAX_MEMORIES = 2;
 
-const pool: Buffer[] = [];
+const free: Buffer[] = [];
+let memories = 0;
+/** The engine refused a memory once: it will again, and each refusal costs forced GCs. */
+let noMemory = false;
 
 /** Node's global WebAssembly, which the project's type libraries (no DOM) leave undeclared. */
 declare const WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } };
 
 /**
- * Page-aligned memory, or undefined when the engine has none to give (then the writer goes
- * through the page cache). Node has no aligned allocator and no way to read a Buffer's address;
- * a WebAssembly memory is mapped by the engine on page boundaries (and is never grown here,
- * so its Buffer stays attached). The first direct write checks it: EINVAL falls back.
+ * Page-aligned memory, or undefined when there is none to give (then the writer goes through
+ * the page cache). Node has no aligned allocator and no way to read a Buffer's address; a
+ * WebAssembly memory is mapped by the engine on page boundaries (and is never grown here, so
+ * its Buffer stays attached). Each memory reserves ~10 GiB of address space (its guard
+ * region), so stages are cut from a few; they are kept, as fresh pages are what this avoids.
+ * The first direct write checks the alignment: EINVAL falls back.
  */
 function takeStage(): Buffer | undefined {
-  const pooled = pool.pop();
-  if (pooled) return pooled;
-  try {
-    return Buffer.from(new WebAssembly.Memory({ initial: STAGE / 65536 }).buffer);
-  } catch {
-    // Each memory reserves guard address space; the engine caps the total.
-    return undefined;
+  if (free.length === 0 && !noMemory && memories < MAX_MEMORIES) {
+    try {
+      const mem = Buffer.from(
+        new WebAssembly.Memory({ initial: (STAGES_PER_MEMORY * STAGE) / 65536 }).buffer,
+      );
+      memories++;
+      for (let i = 0; i < STAGES_PER_MEMORY; i++) free.push(mem.subarray(i * STAGE, (i + 1) * STAGE));
+    } catch {
+      noMemory = true;
+    }
   }
+  return free.pop();
 }
 
 function giveStage(b: Buffer): void {
-  if (pool.length < POOL_MAX) pool.push(b);
+  free.push(b);
 }
 
 export interface DirectFileWriterOptions {
@@ -52,7 +64,7 @@ export interface DirectFileWriterOptions {
  * writing and fsyncing 512 MiB took 2.0 s buffered against 0.5 s with O_DIRECT (dd, this kind of
  * machine), and the daemon storing a new 512 MiB layer spent 57% of its CPU copying into the
  * page cache. Filesystems without O_DIRECT (tmpfs on older kernels) and unaligned starts use the
- * ordinary descriptor throughout.
+ * ordinary descriptor throughout, as do writers beyond the pooled stages.
  */
 export async function createDirectFileWriter(path: string, opts: DirectFileWriterOptions): Promise<Writable> {
   const flags = constants.O_WRONLY | (opts.create ? constants.O_CREAT | constants.O_EXCL : 0);
@@ -60,8 +72,9 @@ export async function createDirectFileWriter(path: string, opts: DirectFileWrite
   let direct: FileHandle | undefined;
   if (opts.position % ALIGN === 0) {
     try {
-      // A second descriptor on the same file (created above), so the unaligned tail can go through the cache.
-      direct = await open(path, constants.O_WRONLY | constants.O_DIRECT);
+      // A second descriptor on the same file (by its descriptor, not its path), so the unaligned
+      // tail can go through the cache.
+      direct = await open(`/proc/self/fd/${plain.fd}`, constants.O_WRONLY | constants.O_DIRECT);
     } catch {
       direct = undefined;
     }
@@ -121,7 +134,8 @@ class DirectFileWriter extends Writable {
     }
     let off = 0;
     while (off < chunk.length) {
-      if (this.#closed) throw new Error("file writer closed");
+      // Destroyed (the source failed, the upload was aborted): stop writing now.
+      if (this.destroyed) throw new Error("file writer destroyed");
       const stage = this.#stages[0] as Buffer;
       const n = chunk.copy(stage, this.#filled, off);
       this.#filled += n;
@@ -157,6 +171,7 @@ class DirectFileWriter extends Writable {
   /** Starts writing the full stage, once the other stage's write ended, and fills that one next. */
   async #flushStage(): Promise<void> {
     await this.#inFlight;
+    if (this.destroyed) throw new Error("file writer destroyed");
     const stage = this.#stages.shift() as Buffer;
     this.#stages.push(stage);
     const at = this.#position;
@@ -176,7 +191,7 @@ class DirectFileWriter extends Writable {
         await writeAll(direct, buf, len, at);
         return;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EINVAL") throw err;
+        if (!REFUSED_DIRECT.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
         if (this.#direct === direct) await this.#dropDirect();
       }
     }
