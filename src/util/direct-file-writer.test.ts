@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { constants, readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
@@ -110,4 +110,41 @@ test("an empty stream leaves an empty file", async () => {
   const file = path.join(tmp, "empty");
   await pipeline(Readable.from([]), await createDirectFileWriter(file, { create: true, position: 0 }));
   assert.equal((await readFile(file)).length, 0);
+});
+
+test("a direct write the filesystem refuses falls back to ordinary writes without losing bytes", async () => {
+  // The refusal is injected (ext4 here takes every aligned direct write): the fallback is pure logic.
+  const probe = await open(path.join(tmp, "probe"), "w");
+  const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => Promise<unknown> };
+  await probe.close();
+  const realWrite = proto.write;
+  for (const refuseAt of [1, 2, 3]) {
+    let directWrites = 0;
+    proto.write = function (this: { fd: number }, ...args: unknown[]) {
+      const flags = readFileSync(`/proc/self/fdinfo/${this.fd}`, "utf8").match(/^flags:\s+([0-7]+)$/m)?.[1];
+      if (flags && (Number.parseInt(flags, 8) & constants.O_DIRECT) !== 0 && ++directWrites === refuseAt) {
+        return Promise.reject(
+          Object.assign(new Error("EINVAL: invalid argument, write"), { code: "EINVAL" }),
+        );
+      }
+      return realWrite.apply(this, args);
+    };
+    try {
+      const file = path.join(tmp, `refused-${refuseAt}`);
+      // Three full stages and a tail: the refusal lands on the first, second or third block.
+      const bytes = randomBytes(3 * 4 * 1024 * 1024 + 4096 + 17);
+      await pipeline(
+        chunked(bytes, 300_007),
+        await createDirectFileWriter(file, { create: true, position: 0 }),
+      );
+      assert.equal(directWrites >= refuseAt, true, `the refusal at direct write ${refuseAt} never happened`);
+      assert.equal(
+        Buffer.compare(await readFile(file), bytes),
+        0,
+        `content after a refusal at write ${refuseAt}`,
+      );
+    } finally {
+      proto.write = realWrite;
+    }
+  }
 });
