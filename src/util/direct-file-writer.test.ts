@@ -35,10 +35,16 @@ function openFlags(file: string): number[] {
       continue;
     }
     if (target !== file) continue;
-    const line = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").match(/^flags:\s+([0-7]+)$/m);
-    if (line?.[1]) flags.push(Number.parseInt(line[1], 8));
+    const f = fdFlags(fd);
+    if (f !== undefined) flags.push(f);
   }
   return flags;
+}
+
+/** One descriptor's open flags (from /proc/self/fdinfo). */
+function fdFlags(fd: number | string): number | undefined {
+  const line = readFileSync(`/proc/self/fdinfo/${fd}`, "utf8").match(/^flags:\s+([0-7]+)$/m);
+  return line?.[1] ? Number.parseInt(line[1], 8) : undefined;
 }
 
 test("a new file gets every byte, whole blocks written through an O_DIRECT descriptor", async () => {
@@ -121,8 +127,7 @@ test("a direct write the filesystem refuses falls back to ordinary writes withou
   for (const refuseAt of [1, 2, 3]) {
     let directWrites = 0;
     proto.write = function (this: { fd: number }, ...args: unknown[]) {
-      const flags = readFileSync(`/proc/self/fdinfo/${this.fd}`, "utf8").match(/^flags:\s+([0-7]+)$/m)?.[1];
-      if (flags && (Number.parseInt(flags, 8) & constants.O_DIRECT) !== 0 && ++directWrites === refuseAt) {
+      if (((fdFlags(this.fd) ?? 0) & constants.O_DIRECT) !== 0 && ++directWrites === refuseAt) {
         return Promise.reject(
           Object.assign(new Error("EINVAL: invalid argument, write"), { code: "EINVAL" }),
         );
