@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -137,6 +137,31 @@ test("resumable uploads: append at offset, reject bad offsets, commit verifies",
   await store.abortUpload(id3);
   await assert.rejects(store.uploadSize(id3), isCode("upload_not_found"));
   await assert.rejects(store.uploadSize("../../x"), isCode("upload_not_found"));
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+});
+
+test("blobs and uploads of several MiB (hashed on the worker thread) get the same digests", async () => {
+  const MiB = 1 << 20;
+  const big = randomBytes(5 * MiB + 3);
+  const info = await store.ingest(chunks(big, 65536), { expectedDigest: sha(big) });
+  assert.deepEqual(info, { digest: sha(big), size: big.length, created: true });
+  assert.deepEqual(await readFile(store.blobPath(sha(big))), big);
+  const other = randomBytes(3 * MiB);
+  await assert.rejects(
+    store.ingest(chunks(other, 3 * MiB), { expectedDigest: sha(big) }),
+    isCode("digest_mismatch"),
+  );
+  assert.equal(await store.stat(sha(other)), undefined);
+
+  const data = randomBytes(5 * MiB + 17);
+  const id = await store.startUpload();
+  await store.appendUpload(id, chunks(data.subarray(0, 1.5 * MiB), 65536), { offset: 0 });
+  await store.appendUpload(id, chunks(data.subarray(1.5 * MiB, 4 * MiB), 3 * MiB), { offset: 1.5 * MiB });
+  await assert.rejects(store.commitUpload(id, sha(data)), isCode("digest_mismatch"));
+  // After a failed commit the upload goes on: the finished running hash is dropped and the file rehashed.
+  await store.appendUpload(id, chunks(data.subarray(4 * MiB), 100_000), { offset: 4 * MiB });
+  assert.deepEqual(await store.commitUpload(id, sha(data)), { digest: sha(data), size: data.length });
+  assert.deepEqual(await readFile(store.blobPath(sha(data))), data);
   assert.deepEqual(await readdir(join(root, "ingest")), []);
 });
 

@@ -6,12 +6,13 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   createDirectFileWriter,
+  OffloadedSha256,
   ownedTempName,
   type SweepReport,
   sweepOrphanedTemps,
   throwIfAborted,
 } from "../util/index.js";
-import { type Bytes, type Digest, digestHex, hashDigest, isDigest, newHash, parseDigest } from "./digest.js";
+import { type Bytes, type Digest, digestHex, finishDigest, isDigest, parseDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 
 /** Big buffers: the measured throughput on these hosts roughly doubles from 64 KiB to 1 MiB. */
@@ -51,7 +52,7 @@ export class ContentStore {
   private readonly blobDir: string;
   private readonly ingestDir: string;
   /** Running hash of in-process uploads so commit need not re-read the file; rebuilt from disk when absent. */
-  private readonly uploadHashes = new Map<string, { hash: ReturnType<typeof newHash>; size: number }>();
+  private readonly uploadHashes = new Map<string, { hash: OffloadedSha256; size: number }>();
   private readonly busyUploads = new Set<string>();
 
   private constructor(readonly root: string) {
@@ -129,50 +130,35 @@ export class ContentStore {
   async ingest(source: BlobSource, opts: IngestOptions = {}): Promise<IngestResult> {
     const expected = opts.expectedDigest === undefined ? undefined : parseDigest(opts.expectedDigest);
     throwIfAborted(opts.signal);
-    if (expected && (await this.has(expected))) {
-      // Already stored: still consume and verify the source so callers observe the same errors either way.
-      const hash = newHash();
-      let size = 0;
-      await pipeline(
-        source,
-        async (src: AsyncIterable<Uint8Array>) => {
-          for await (const c of src) {
-            hash.update(c);
-            size += c.length;
-          }
-        },
-        { signal: opts.signal },
-      );
-      return { ...verify(hashDigest(hash), size, expected, opts.expectedSize), created: false };
-    }
-    const tmp = join(this.ingestDir, ownedTempName("blob-"));
+    const hash = new OffloadedSha256();
     try {
-      const hash = newHash();
-      let size = 0;
-      const hasher = new Transform({
-        highWaterMark: IO_CHUNK,
-        transform(chunk: Uint8Array, _enc, cb) {
-          hash.update(chunk);
-          size += chunk.length;
-          if (opts.expectedSize !== undefined && size > opts.expectedSize) {
-            cb(
-              new ImageError("size_mismatch", `blob is larger than the expected ${opts.expectedSize} bytes`),
-            );
-            return;
-          }
-          cb(null, chunk);
-        },
-      });
-      // Opened before the pipeline: a lazily opened stream could create the file after a failed
-      // pipeline's cleanup below had already run, leaving a temp file behind.
-      const file = await createDirectFileWriter(tmp, { create: true, position: 0 });
-      await pipeline(source, hasher, file, { signal: opts.signal });
-      const info = verify(hashDigest(hash), size, expected, opts.expectedSize);
-      if (await this.has(info.digest)) return { ...info, created: false };
-      await this.commitFile(tmp, info.digest);
-      return { ...info, created: true };
+      if (expected && (await this.has(expected))) {
+        // Already stored: still consume and verify the source so callers observe the same errors either way.
+        await pipeline(
+          source,
+          async (src: AsyncIterable<Uint8Array>) => {
+            for await (const c of src) await hash.update(c);
+          },
+          { signal: opts.signal },
+        );
+        const info = verify(await finishDigest(hash), hash.size, expected, opts.expectedSize);
+        return { ...info, created: false };
+      }
+      const tmp = join(this.ingestDir, ownedTempName("blob-"));
+      try {
+        // Opened before the pipeline: a lazily opened stream could create the file after a failed
+        // pipeline's cleanup below had already run, leaving a temp file behind.
+        const file = await createDirectFileWriter(tmp, { create: true, position: 0 });
+        await pipeline(source, hashing(hash, { limit: opts.expectedSize }), file, { signal: opts.signal });
+        const info = verify(await finishDigest(hash), hash.size, expected, opts.expectedSize);
+        if (await this.has(info.digest)) return { ...info, created: false };
+        await this.commitFile(tmp, info.digest);
+        return { ...info, created: true };
+      } finally {
+        await unlink(tmp).catch(() => {});
+      }
     } finally {
-      await unlink(tmp).catch(() => {});
+      hash.dispose();
     }
   }
 
@@ -180,7 +166,7 @@ export class ContentStore {
   async startUpload(): Promise<string> {
     const id = randomUUID();
     await (await open(this.uploadPath(id), "wx")).close();
-    this.uploadHashes.set(id, { hash: newHash(), size: 0 });
+    this.uploadHashes.set(id, { hash: new OffloadedSha256(), size: 0 });
     return id;
   }
 
@@ -202,17 +188,12 @@ export class ContentStore {
         throw new ImageError("invalid_offset", `upload ${id} is at offset ${current}, not ${opts.offset}`);
       }
       const state = this.uploadHashes.get(id);
-      const hash = state?.size === current ? state.hash : undefined;
       this.uploadHashes.delete(id);
+      // A running hash that missed bytes (a restart) or was finished (a failed commit) is dropped:
+      // the commit then hashes the file.
+      const hash = state?.size === current && !state.hash.finished ? state.hash : undefined;
+      if (state && !hash) state.hash.dispose();
       let size = current;
-      const hasher = new Transform({
-        highWaterMark: IO_CHUNK,
-        transform(chunk: Uint8Array, _enc, cb) {
-          hash?.update(chunk);
-          size += chunk.length;
-          cb(null, chunk);
-        },
-      });
       try {
         const file = await createDirectFileWriter(this.uploadPath(id), {
           create: false,
@@ -221,8 +202,10 @@ export class ContentStore {
           // Aborted (DELETE) since its size was read.
           throw isNotFound(err) ? new ImageError("upload_not_found", `upload ${id} not found`) : err;
         });
-        await pipeline(source, hasher, file, { signal: opts.signal });
+        const counted = hashing(hash, { onChunk: (n) => (size += n) });
+        await pipeline(source, counted, file, { signal: opts.signal });
       } catch (err) {
+        hash?.dispose();
         // A write that failed half-way (ENOSPC, the pusher gone) is never resumed: give the space back.
         await unlink(this.uploadPath(id)).catch(() => {});
         throw err;
@@ -238,16 +221,26 @@ export class ContentStore {
     return this.withUpload(id, async () => {
       const path = this.uploadPath(id);
       const size = await this.uploadSize(id);
-      let state = this.uploadHashes.get(id);
-      if (state?.size !== size) {
-        const hash = newHash();
-        for await (const c of createFsReadStream(path, { highWaterMark: IO_CHUNK })) {
-          throwIfAborted(signal);
-          hash.update(c as Uint8Array);
+      const state = this.uploadHashes.get(id);
+      let digest: Digest;
+      if (state?.size === size) {
+        // Finished here: a retried commit gets the same digest, a further append rehashes.
+        digest = await finishDigest(state.hash);
+      } else {
+        state?.hash.dispose();
+        this.uploadHashes.delete(id);
+        const hash = new OffloadedSha256();
+        try {
+          for await (const c of createFsReadStream(path, { highWaterMark: IO_CHUNK })) {
+            throwIfAborted(signal);
+            await hash.update(c as Uint8Array);
+          }
+          digest = await finishDigest(hash);
+        } finally {
+          hash.dispose();
         }
-        state = { hash, size };
       }
-      const info = verify(hashDigest(state.hash.copy()), size, expected, undefined);
+      const info = verify(digest, size, expected, undefined);
       if (await this.has(info.digest)) await unlink(path);
       else await this.commitFile(path, info.digest);
       this.uploadHashes.delete(id);
@@ -265,6 +258,7 @@ export class ContentStore {
 
   async abortUpload(id: string): Promise<void> {
     const path = this.uploadPath(id);
+    this.uploadHashes.get(id)?.hash.dispose();
     this.uploadHashes.delete(id);
     try {
       await unlink(path);
@@ -365,4 +359,35 @@ export function isNotFound(err: unknown): boolean {
 /** Wraps bytes as a one-chunk source (for small documents such as manifests). */
 export function bytesSource(bytes: Bytes): Readable {
   return Readable.from([bytes]);
+}
+
+/**
+ * Passes chunks on once the hash (if any) took them, waiting while its thread is behind; fails when
+ * more than `limit` bytes arrive.
+ */
+function hashing(
+  hash: OffloadedSha256 | undefined,
+  opts: { limit?: number; onChunk?: (bytes: number) => void },
+): Transform {
+  let seen = 0;
+  return new Transform({
+    highWaterMark: IO_CHUNK,
+    transform(chunk: Uint8Array, _enc, cb) {
+      seen += chunk.length;
+      if (opts.limit !== undefined && seen > opts.limit) {
+        cb(new ImageError("size_mismatch", `blob is larger than the expected ${opts.limit} bytes`));
+        return;
+      }
+      opts.onChunk?.(chunk.length);
+      let taken: Promise<void> | undefined;
+      try {
+        taken = hash?.update(chunk);
+      } catch (err) {
+        cb(err as Error);
+        return;
+      }
+      if (taken) taken.then(() => cb(null, chunk), cb);
+      else cb(null, chunk);
+    },
+  });
 }

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
+import type { OffloadedSha256 } from "../util/index.js";
 import { ImageError } from "./errors.js";
 
 /** Only sha256 is accepted: it is what Docker, BuildKit and OCI layouts produce. */
@@ -29,6 +30,11 @@ export function newHash(): Hash {
 
 export function hashDigest(hash: Hash): Digest {
   return `sha256:${hash.digest("hex")}`;
+}
+
+/** Finishes an offloaded hash as a digest. */
+export async function finishDigest(hash: OffloadedSha256): Promise<Digest> {
+  return `sha256:${await hash.digest()}`;
 }
 
 export function digestOf(bytes: Bytes): Digest {
