@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { startedWorkers } from "../../test/support/worker-capture.js";
 import { ContentStore } from "./content-store.js";
 import { ImageError } from "./errors.js";
 
@@ -162,6 +163,55 @@ test("blobs and uploads of several MiB (hashed on the worker thread) get the sam
   await store.appendUpload(id, chunks(data.subarray(4 * MiB), 100_000), { offset: 4 * MiB });
   assert.deepEqual(await store.commitUpload(id, sha(data)), { digest: sha(data), size: data.length });
   assert.deepEqual(await readFile(store.blobPath(sha(data))), data);
+  assert.deepEqual(await readdir(join(root, "ingest")), []);
+});
+
+test("an upload outlives its hashing thread: the next append goes on and the commit hashes the file", async () => {
+  const MiB = 1 << 20;
+  const data = randomBytes(4 * MiB + 9);
+  const id = await store.startUpload();
+  await store.appendUpload(id, chunks(data.subarray(0, 2 * MiB + 1), 65536), { offset: 0 });
+  const thread = startedWorkers.at(-1);
+  assert.ok(thread, "the store hashes uploads over 1 MiB on a worker thread");
+  await thread.terminate();
+  await store.appendUpload(id, chunks(data.subarray(2 * MiB + 1), 65536), { offset: 2 * MiB + 1 });
+  assert.deepEqual(await store.commitUpload(id, sha(data)), { digest: sha(data), size: data.length });
+
+  // Stopped while the running hash sits finished-less between append and commit: the commit still succeeds.
+  const id2 = await store.startUpload();
+  const data2 = randomBytes(3 * MiB);
+  await store.appendUpload(id2, chunks(data2, MiB), { offset: 0 });
+  await (startedWorkers.at(-1) as NonNullable<(typeof startedWorkers)[number]>).terminate();
+  assert.deepEqual(await store.commitUpload(id2, sha(data2)), { digest: sha(data2), size: data2.length });
+
+  // Stopped in the middle of an append: the bytes still land, and the commit hashes the file.
+  const id3 = await store.startUpload();
+  const data3 = randomBytes(6 * MiB);
+  async function* stopMidway() {
+    for (let i = 0; i < 6; i++) {
+      if (i === 3) await (startedWorkers.at(-1) as NonNullable<(typeof startedWorkers)[number]>).terminate();
+      yield data3.subarray(i * MiB, (i + 1) * MiB);
+    }
+  }
+  assert.equal(await store.appendUpload(id3, stopMidway(), { offset: 0 }), data3.length);
+  assert.deepEqual(await store.commitUpload(id3, sha(data3)), { digest: sha(data3), size: data3.length });
+});
+
+test("an upload aborted while it is written ends upload_not_found and leaves nothing", async () => {
+  const MiB = 1 << 20;
+  const id = await store.startUpload();
+  let aborted = false;
+  async function* slowly() {
+    for (let i = 0; i < 6; i++) {
+      if (i === 3 && !aborted) {
+        aborted = true;
+        await store.abortUpload(id);
+      }
+      yield randomBytes(MiB);
+    }
+  }
+  await assert.rejects(store.appendUpload(id, slowly(), { offset: 0 }), isCode("upload_not_found"));
+  await assert.rejects(store.uploadSize(id), isCode("upload_not_found"));
   assert.deepEqual(await readdir(join(root, "ingest")), []);
 });
 

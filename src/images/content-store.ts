@@ -191,9 +191,15 @@ export class ContentStore {
       this.uploadHashes.delete(id);
       // A running hash that missed bytes (a restart) or was finished (a failed commit) is dropped:
       // the commit then hashes the file.
-      const hash = state?.size === current && !state.hash.finished ? state.hash : undefined;
+      let hash =
+        state?.size === current && !state.hash.finished && !state.hash.failed ? state.hash : undefined;
       if (state && !hash) state.hash.dispose();
       let size = current;
+      // A hash that fails (its thread stopped) is dropped, not the upload: the commit hashes the file.
+      const dropHash = () => {
+        hash?.dispose();
+        hash = undefined;
+      };
       try {
         const file = await createDirectFileWriter(this.uploadPath(id), {
           create: false,
@@ -202,7 +208,7 @@ export class ContentStore {
           // Aborted (DELETE) since its size was read.
           throw isNotFound(err) ? new ImageError("upload_not_found", `upload ${id} not found`) : err;
         });
-        const counted = hashing(hash, { onChunk: (n) => (size += n) });
+        const counted = hashing(hash, { onChunk: (n) => (size += n), onHashError: dropHash });
         await pipeline(source, counted, file, { signal: opts.signal });
       } catch (err) {
         hash?.dispose();
@@ -210,7 +216,16 @@ export class ContentStore {
         await unlink(this.uploadPath(id)).catch(() => {});
         throw err;
       }
-      if (hash) this.uploadHashes.set(id, { hash, size });
+      if (!(await statOrUndefined(this.uploadPath(id)))) {
+        // Aborted (DELETE) while it was written.
+        hash?.dispose();
+        throw new ImageError("upload_not_found", `upload ${id} not found`);
+      }
+      if (hash) {
+        // An upload may wait long for its next request: its hash keeps no slot meanwhile.
+        hash.park();
+        this.uploadHashes.set(id, { hash, size });
+      }
       return size;
     });
   }
@@ -222,23 +237,16 @@ export class ContentStore {
       const path = this.uploadPath(id);
       const size = await this.uploadSize(id);
       const state = this.uploadHashes.get(id);
+      // Finished here: a retried commit gets the same digest, a further append rehashes. A running
+      // hash that failed (its thread stopped, the upload aborted meanwhile) gives way to the file's.
+      const running =
+        state?.size === size ? await finishDigest(state.hash).catch(() => undefined) : undefined;
       let digest: Digest;
-      if (state?.size === size) {
-        // Finished here: a retried commit gets the same digest, a further append rehashes.
-        digest = await finishDigest(state.hash);
-      } else {
+      if (running) digest = running;
+      else {
         state?.hash.dispose();
         this.uploadHashes.delete(id);
-        const hash = new OffloadedSha256();
-        try {
-          for await (const c of createFsReadStream(path, { highWaterMark: IO_CHUNK })) {
-            throwIfAborted(signal);
-            await hash.update(c as Uint8Array);
-          }
-          digest = await finishDigest(hash);
-        } finally {
-          hash.dispose();
-        }
+        digest = await this.hashFile(id, signal);
       }
       const info = verify(digest, size, expected, undefined);
       if (await this.has(info.digest)) await unlink(path);
@@ -246,6 +254,22 @@ export class ContentStore {
       this.uploadHashes.delete(id);
       return info;
     });
+  }
+
+  /** An upload's digest, read back from its file. */
+  private async hashFile(id: string, signal?: AbortSignal): Promise<Digest> {
+    const hash = new OffloadedSha256();
+    try {
+      for await (const c of createFsReadStream(this.uploadPath(id), { highWaterMark: IO_CHUNK })) {
+        throwIfAborted(signal);
+        await hash.update(c as Uint8Array);
+      }
+      return await finishDigest(hash);
+    } catch (err) {
+      throw isNotFound(err) ? new ImageError("upload_not_found", `upload ${id} not found`) : err;
+    } finally {
+      hash.dispose();
+    }
   }
 
   /**
@@ -363,13 +387,24 @@ export function bytesSource(bytes: Bytes): Readable {
 
 /**
  * Passes chunks on once the hash (if any) took them, waiting while its thread is behind; fails when
- * more than `limit` bytes arrive.
+ * more than `limit` bytes arrive. A failing hash fails the stream, unless `onHashError` takes over
+ * (then hashing stops and the bytes go on).
  */
 function hashing(
-  hash: OffloadedSha256 | undefined,
-  opts: { limit?: number; onChunk?: (bytes: number) => void },
+  initial: OffloadedSha256 | undefined,
+  opts: { limit?: number; onChunk?: (bytes: number) => void; onHashError?: () => void },
 ): Transform {
+  let hash = initial;
   let seen = 0;
+  const hashFailed = (err: unknown, chunk: Uint8Array, cb: (err?: Error | null, data?: unknown) => void) => {
+    if (!opts.onHashError) {
+      cb(err as Error);
+      return;
+    }
+    hash = undefined;
+    opts.onHashError();
+    cb(null, chunk);
+  };
   return new Transform({
     highWaterMark: IO_CHUNK,
     transform(chunk: Uint8Array, _enc, cb) {
@@ -383,10 +418,14 @@ function hashing(
       try {
         taken = hash?.update(chunk);
       } catch (err) {
-        cb(err as Error);
+        hashFailed(err, chunk, cb);
         return;
       }
-      if (taken) taken.then(() => cb(null, chunk), cb);
+      if (taken)
+        taken.then(
+          () => cb(null, chunk),
+          (err: unknown) => hashFailed(err, chunk, cb),
+        );
       else cb(null, chunk);
     },
   });

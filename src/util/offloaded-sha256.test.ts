@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
+import { startedWorkers } from "../../test/support/worker-capture.js";
 import { OffloadedSha256 } from "./offloaded-sha256.js";
 
 const MiB = 1 << 20;
@@ -93,5 +94,63 @@ describe("OffloadedSha256", () => {
     const data = randomBytes(6 * MiB + 11);
     const next = await hashInChunks(data, [700000]);
     assert.equal(await next.digest(), expected(data));
+  });
+
+  it("dispose fails a pending digest (it never hangs, nor holds the process)", {
+    timeout: 10_000,
+  }, async () => {
+    const h = await hashInChunks(randomBytes(2 * MiB + 5), [MiB]);
+    const pending = h.digest();
+    h.dispose();
+    await assert.rejects(pending, /disposed/);
+  });
+
+  it("digest while an update waits is refused; the update completes and the digest after it is whole", async () => {
+    const data = randomBytes(8 * MiB);
+    const h = new OffloadedSha256();
+    const waiting = h.update(data);
+    assert.ok(waiting, "an 8 MiB update must wait for the thread");
+    await assert.rejects(h.digest(), /while an update waits/);
+    await waiting;
+    assert.equal(await h.digest(), expected(data));
+  });
+
+  it("park leaves an idle hash at most 64 KiB here and hands the rest to the thread", async () => {
+    const small = randomBytes(10_000);
+    const h1 = new OffloadedSha256();
+    h1.update(small);
+    h1.park();
+    assert.equal(h1.offloaded, 0);
+    assert.equal(await h1.digest(), expected(small));
+
+    const data = randomBytes(3 * MiB);
+    const h2 = new OffloadedSha256();
+    h2.update(data.subarray(0, 100_000));
+    h2.park();
+    assert.equal(h2.offloaded, 100_000);
+    await h2.update(data.subarray(100_000, MiB + 7));
+    h2.park();
+    assert.equal(h2.offloaded, MiB + 7);
+    await h2.update(data.subarray(MiB + 7));
+    assert.equal(await h2.digest(), expected(data));
+  });
+
+  it("a stopped thread fails what waits on it, marks the hash failed, and the next hash gets a new thread", {
+    timeout: 10_000,
+  }, async () => {
+    const waiting = new OffloadedSha256();
+    const slotWait = waiting.update(randomBytes(8 * MiB));
+    const h = await hashInChunks(randomBytes(2 * MiB), [MiB]);
+    const digest = h.digest();
+    const thread = startedWorkers.at(-1);
+    assert.ok(thread, "the hashing thread was started through worker_threads");
+    await thread.terminate();
+    await assert.rejects(slotWait as Promise<void>, /hashing thread stopped/);
+    await assert.rejects(digest, /hashing thread stopped/);
+    assert.equal(waiting.failed, true);
+    const data = randomBytes(3 * MiB + 1);
+    const next = await hashInChunks(data, [65536]);
+    assert.equal(await next.digest(), expected(data));
+    assert.notEqual(startedWorkers.at(-1), thread);
   });
 });

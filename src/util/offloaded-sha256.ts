@@ -3,8 +3,10 @@ import { Worker } from "node:worker_threads";
 
 /** Bytes handed to the hashing thread at a time: few messages, and small blobs never leave this thread. */
 const SLOT = 1 << 20;
-/** Slots one hash holds: one filling here, the rest with the thread. More only adds memory: the thread keeps up. */
+/** Slots a hash has with the thread before it waits (plus one filling). More only adds memory: the thread keeps up. */
 const SLOTS_PER_HASH = 4;
+/** What an idle hash may keep here (park); more goes to the thread, so idle uploads pin little memory. */
+const PARK_INLINE = 64 << 10;
 /** Free slots kept for the next hash (the rest go to the garbage collector). */
 const KEEP_FREE = 16;
 
@@ -135,17 +137,21 @@ let thread: HashThread | undefined;
  * (a tenth of the hashing's cost) and the thread hashes them in order.
  */
 export class OffloadedSha256 {
-  /** The slot filling here (an idle hash holds only this one). */
+  /** Copies of what came before the first slot: small blobs never take one. */
+  #small: Buffer[] = [];
+  #smallLen = 0;
+  /** The slot filling here. */
   #cur: SharedArrayBuffer | undefined;
   #fill = 0;
   /** Slots with the thread, in the order it gives them back. */
   readonly #inFlight: SharedArrayBuffer[] = [];
   #job: { thread: HashThread; id: number } | undefined;
   #slotWaiter: { resolve(): void; reject(err: Error): void } | undefined;
+  /** An update is waiting for a slot: digest() now would miss its bytes. */
+  #updating = false;
   #result: Promise<string> | undefined;
+  #digestWaiter: { resolve(hex: string): void; reject(err: Error): void } | undefined;
   #failed: Error | undefined;
-  #onDigest: ((hex: string) => void) | undefined;
-  #onDigestFailed: ((err: Error) => void) | undefined;
   #size = 0;
   #offloaded = 0;
 
@@ -154,7 +160,7 @@ export class OffloadedSha256 {
     return this.#size;
   }
 
-  /** Bytes the worker thread hashed (0 for data that stayed within one slot). */
+  /** Bytes sent to the worker thread (0 for data that stayed within one slot). */
   get offloaded(): number {
     return this.#offloaded;
   }
@@ -164,26 +170,75 @@ export class OffloadedSha256 {
     return this.#result !== undefined;
   }
 
+  /** The hash cannot go on (disposed, or its thread stopped): its owner hashes the data again. */
+  get failed(): boolean {
+    return this.#failed !== undefined;
+  }
+
   /**
    * Takes a chunk (copied: the caller may reuse it at once). Returns a promise when the thread
-   * is behind and the rest of the chunk waits for a slot (await it before the next update);
-   * undefined when all of it was taken.
+   * is behind and the rest of the chunk waits for a slot (await it before the next update or
+   * digest); undefined when all of it was taken.
    */
   update(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#result) throw new Error("hash already finished");
     if (this.#failed) throw this.#failed;
-    if (this.#slotWaiter) throw new Error("hash update before the previous one was taken");
+    if (this.#updating) throw new Error("hash update before the previous one was taken");
+    const waiting = this.#take(chunk);
+    if (!waiting) return undefined;
+    this.#updating = true;
+    return waiting.finally(() => {
+      this.#updating = false;
+    });
+  }
+
+  /**
+   * Between writes of a long-lived hash (an upload between its requests): hands what waits here
+   * to the thread, so an idle hash holds no slot and at most PARK_INLINE bytes.
+   */
+  park(): void {
+    if (this.#failed || this.#result || this.#updating) return;
+    if (!this.#job && this.#smallLen < PARK_INLINE) return;
+    if (!this.#cur && this.#smallLen > 0) this.#moveSmallToSlot();
+    if (this.#cur && this.#fill > 0) this.#post();
+  }
+
+  /** The hex digest of every byte taken; the hash is finished after this (a second call gives the same). */
+  digest(): Promise<string> {
+    if (this.#updating) return Promise.reject(new Error("hash digest while an update waits"));
+    this.#result ??= this.#digest();
+    return this.#result;
+  }
+
+  /** Gives the memory back (a hash that will not be finished: a failed write, an abandoned upload). */
+  dispose(): void {
+    if (this.#job) this.#job.thread.drop(this.#job.id);
+    this.#job = undefined;
+    this.#fail(new Error("hash disposed"));
+    this.#release();
+  }
+
+  #take(chunk: Uint8Array): Promise<void> | undefined {
     let off = 0;
+    if (!this.#job && !this.#cur) {
+      if (this.#smallLen + chunk.length < SLOT) {
+        this.#small.push(Buffer.from(chunk));
+        this.#smallLen += chunk.length;
+        this.#size += chunk.length;
+        return undefined;
+      }
+      this.#moveSmallToSlot();
+    }
     while (off < chunk.length) {
       if (!this.#cur) {
-        if (this.#inFlight.length >= SLOTS_PER_HASH - 1) {
+        if (this.#inFlight.length >= SLOTS_PER_HASH) {
           const rest = chunk.subarray(off);
           const release = (this.#job as { thread: HashThread }).thread.hold();
           return new Promise<void>((resolve, reject) => {
             this.#slotWaiter = { resolve, reject };
           })
             .finally(release)
-            .then(() => this.update(rest));
+            .then(() => this.#take(rest));
         }
         this.#cur = takeSlot();
       }
@@ -197,20 +252,19 @@ export class OffloadedSha256 {
     return undefined;
   }
 
-  /** The hex digest of every byte taken; the hash is finished after this (a second call gives the same). */
-  digest(): Promise<string> {
-    this.#result ??= this.#digest();
-    return this.#result;
-  }
-
-  /** Gives the memory back (a hash that will not be finished: a failed write, an abandoned upload). */
-  dispose(): void {
-    if (this.#job) this.#job.thread.drop(this.#job.id);
-    this.#job = undefined;
-    this.#failed ??= new Error("hash disposed");
-    this.#slotWaiter?.reject(this.#failed);
-    this.#slotWaiter = undefined;
-    this.#release();
+  /** The first slot starts with the small copies (they were counted in size already). */
+  #moveSmallToSlot(): void {
+    const slot = takeSlot();
+    const view = new Uint8Array(slot);
+    let at = 0;
+    for (const b of this.#small) {
+      view.set(b, at);
+      at += b.length;
+    }
+    this.#small = [];
+    this.#smallLen = 0;
+    this.#cur = slot;
+    this.#fill = at;
   }
 
   #digest(): Promise<string> {
@@ -218,7 +272,7 @@ export class OffloadedSha256 {
     if (!this.#job) {
       // Never passed one slot: hashed here, and the thread is never involved.
       const h = createHash("sha256");
-      if (this.#cur) h.update(new Uint8Array(this.#cur, 0, this.#fill));
+      for (const b of this.#small) h.update(b);
       this.#release();
       return Promise.resolve(h.digest("hex"));
     }
@@ -226,11 +280,11 @@ export class OffloadedSha256 {
     if (this.#fill > 0) this.#post();
     const release = t.hold();
     return new Promise<string>((resolve, reject) => {
-      this.#onDigest = resolve;
-      this.#onDigestFailed = reject;
+      this.#digestWaiter = { resolve, reject };
       t.finish(id);
     }).finally(() => {
       release();
+      this.#digestWaiter = undefined;
       this.#job = undefined;
       this.#release();
     });
@@ -258,17 +312,25 @@ export class OffloadedSha256 {
         this.#slotWaiter = undefined;
         w?.resolve();
       },
-      digest: (hex) => this.#onDigest?.(hex),
+      digest: (hex) => this.#digestWaiter?.resolve(hex),
       failed: (err) => {
-        this.#failed = err;
         this.#job = undefined;
-        this.#slotWaiter?.reject(err);
-        this.#slotWaiter = undefined;
-        this.#onDigestFailed?.(err);
+        this.#fail(err);
       },
     });
     this.#job = { thread: t, id };
     return this.#job;
+  }
+
+  /** Fails whatever waits on the thread: a slot, the digest. */
+  #fail(err: Error): void {
+    this.#failed ??= err;
+    const slot = this.#slotWaiter;
+    const digest = this.#digestWaiter;
+    this.#slotWaiter = undefined;
+    this.#digestWaiter = undefined;
+    slot?.reject(this.#failed);
+    digest?.reject(this.#failed);
   }
 
   /**
@@ -280,5 +342,7 @@ export class OffloadedSha256 {
     for (const s of this.#inFlight.splice(0)) giveSlot(s);
     this.#cur = undefined;
     this.#fill = 0;
+    this.#small = [];
+    this.#smallLen = 0;
   }
 }
