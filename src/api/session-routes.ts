@@ -58,14 +58,15 @@ export function registerSessionRoutes(router: Router, deps: ApiDeps): void {
       lease = await deps.pool.acquire(shared || `session:${id}`, gone.signal, sessionAttrs(shared));
       unbind = deps.pool.bindSession(id, lease);
       if (socket.destroyed) throw new ApiError("unavailable", "client disconnected");
+      // Answered before the upstream is set up (~1 ms): the client's preface waits in the socket meanwhile.
+      socket.write(SWITCHING_TO_H2C);
+      upgraded = true;
       const h2 = lease.client.connectHttp2(gone.signal);
       const placed = lease.backend;
       offGone = deps.pool.onGone((name) => {
         if (name === placed) h2.destroy();
       });
       const stream = openSessionStream(h2, h.metadata);
-      socket.write(SWITCHING_TO_H2C);
-      upgraded = true;
       await bridge(socket, early, stream);
       h2.close();
     } catch (err) {
