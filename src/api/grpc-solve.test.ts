@@ -56,6 +56,23 @@ test("Control.Solve: moby exporter becomes a push into the store; policy on enti
   assert.ok(Buffer.from(toBinary(SolveRequestSchema, out)).includes(Buffer.from("policy-session")));
 });
 
+test("Control.Solve: the deprecated exporter fields, a copy of the first exporter, get its rewrite and no second grant", () => {
+  const attrs = { name: "docker.io/library/app:2" };
+  const req = create(SolveRequestSchema, {
+    Exporters: [{ Type: "moby", Attrs: attrs }],
+    ExporterDeprecated: "moby",
+    ExporterAttrsDeprecated: { ...attrs },
+  });
+  const before = granted.length;
+  const out = fromBinary(
+    SolveRequestSchema,
+    new SolveRewrite(deps).request(toBinary(SolveRequestSchema, req)),
+  );
+  assert.equal(granted.length, before + 1, "one push grant for the one exporter");
+  assert.equal(out.ExporterDeprecated, "image");
+  assert.deepEqual(out.ExporterAttrsDeprecated, out.Exporters[0]?.Attrs);
+});
+
 test("Control.Solve: a push lands in the store and goes to its registry; untagged builds; loopback registries refused", () => {
   const push = create(SolveRequestSchema, {
     Exporters: [{ Type: "image", Attrs: { name: "reg.example/x:1", push: "true" } }],

@@ -82,9 +82,18 @@ export class SolveRewrite implements UnaryRewrite {
 
   request(msg: Uint8Array): Uint8Array {
     const req = fromBinary(SolveRequestSchema, msg);
-    // Daemons since v0.13 read Exporters; the Go client fills the deprecated pair too.
+    // Daemons since v0.13 read Exporters; the Go client fills the deprecated pair too, with a copy of
+    // the first: that copy gets the first's rewrite rather than a second push grant.
+    const first = req.Exporters[0];
+    const legacyIsFirst =
+      first !== undefined &&
+      req.ExporterDeprecated === first.Type &&
+      sameAttrs(req.ExporterAttrsDeprecated, first.Attrs);
     for (const e of req.Exporters) this.#names.push(...this.#rewriteExporter(e));
-    if (req.ExporterDeprecated) {
+    if (legacyIsFirst) {
+      req.ExporterDeprecated = first.Type;
+      req.ExporterAttrsDeprecated = { ...first.Attrs };
+    } else if (req.ExporterDeprecated) {
       const legacy = create(ExporterSchema, {
         Type: req.ExporterDeprecated,
         Attrs: req.ExporterAttrsDeprecated,
@@ -186,4 +195,9 @@ export class SolveRewrite implements UnaryRewrite {
     this.#storeExport = true;
     return names;
   }
+}
+
+function sameAttrs(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
