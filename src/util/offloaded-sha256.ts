@@ -3,7 +3,7 @@ import { Worker } from "node:worker_threads";
 
 /** Bytes handed to the hashing thread at a time: few messages, and small blobs never leave this thread. */
 const SLOT = 1 << 20;
-/** Slots a hash has with the thread before it waits (plus one filling). More only adds memory: the thread keeps up. */
+/** Slots one hash may hold (filling here or with the thread); then it waits. More only adds memory: the thread keeps up. */
 const SLOTS_PER_HASH = 4;
 /** What an idle hash may keep here (park); more goes to the thread, so idle uploads pin little memory. */
 const PARK_INLINE = 64 << 10;
