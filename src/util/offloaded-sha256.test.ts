@@ -138,15 +138,23 @@ describe("OffloadedSha256", () => {
   it("a stopped thread fails what waits on it, marks the hash failed, and the next hash gets a new thread", {
     timeout: 10_000,
   }, async () => {
+    // A backlog (96 MiB, tens of ms of hashing) keeps the thread busy, so what follows is still
+    // queued when it stops: nothing between here and terminate() yields to the event loop.
+    const block = randomBytes(8 * MiB);
+    const backlog = Array.from({ length: 24 }, () => new OffloadedSha256());
+    for (const b of backlog) assert.equal(b.update(block.subarray(0, 4 * MiB)), undefined);
     const waiting = new OffloadedSha256();
-    const slotWait = waiting.update(randomBytes(8 * MiB));
-    const h = await hashInChunks(randomBytes(2 * MiB), [MiB]);
+    const slotWait = waiting.update(block);
+    const h = new OffloadedSha256();
+    h.update(block.subarray(0, 2 * MiB));
     const digest = h.digest();
     const thread = startedWorkers.at(-1);
     assert.ok(thread, "the hashing thread was started through worker_threads");
-    await thread.terminate();
+    const stopped = thread.terminate();
     await assert.rejects(slotWait as Promise<void>, /hashing thread stopped/);
     await assert.rejects(digest, /hashing thread stopped/);
+    await stopped;
+    for (const b of backlog) assert.equal(b.failed, true);
     assert.equal(waiting.failed, true);
     const data = randomBytes(3 * MiB + 1);
     const next = await hashInChunks(data, [65536]);
