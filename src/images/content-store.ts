@@ -2,10 +2,11 @@ import { randomUUID } from "node:crypto";
 import { createReadStream as createFsReadStream, type Stats } from "node:fs";
 import { chmod, mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import { Readable, Transform } from "node:stream";
+import { Readable, type Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import {
   createDirectFileWriter,
+  hashingTransform,
   OffloadedSha256,
   ownedTempName,
   type SweepReport,
@@ -385,48 +386,22 @@ export function bytesSource(bytes: Bytes): Readable {
   return Readable.from([bytes]);
 }
 
-/**
- * Passes chunks on once the hash (if any) took them, waiting while its thread is behind; fails when
- * more than `limit` bytes arrive. A failing hash fails the stream, unless `onHashError` takes over
- * (then hashing stops and the bytes go on).
- */
+/** The store's hashing stage: fails when more than `limit` bytes arrive; counts bytes for `onChunk`. */
 function hashing(
-  initial: OffloadedSha256 | undefined,
+  hash: OffloadedSha256 | undefined,
   opts: { limit?: number; onChunk?: (bytes: number) => void; onHashError?: () => void },
 ): Transform {
-  let hash = initial;
   let seen = 0;
-  const hashFailed = (err: unknown, chunk: Uint8Array, cb: (err?: Error | null, data?: unknown) => void) => {
-    if (!opts.onHashError) {
-      cb(err as Error);
-      return;
-    }
-    hash = undefined;
-    opts.onHashError();
-    cb(null, chunk);
-  };
-  return new Transform({
+  return hashingTransform(hash, {
     highWaterMark: IO_CHUNK,
-    transform(chunk: Uint8Array, _enc, cb) {
+    check: (chunk) => {
       seen += chunk.length;
       if (opts.limit !== undefined && seen > opts.limit) {
-        cb(new ImageError("size_mismatch", `blob is larger than the expected ${opts.limit} bytes`));
-        return;
+        return new ImageError("size_mismatch", `blob is larger than the expected ${opts.limit} bytes`);
       }
       opts.onChunk?.(chunk.length);
-      let taken: Promise<void> | undefined;
-      try {
-        taken = hash?.update(chunk);
-      } catch (err) {
-        hashFailed(err, chunk, cb);
-        return;
-      }
-      if (taken)
-        taken.then(
-          () => cb(null, chunk),
-          (err: unknown) => hashFailed(err, chunk, cb),
-        );
-      else cb(null, chunk);
+      return undefined;
     },
+    ...(opts.onHashError && { onHashError: opts.onHashError }),
   });
 }

@@ -1,6 +1,7 @@
-import { Transform, type TransformCallback } from "node:stream";
+import type { Transform } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { type Digest, digestOf, hashDigest, newHash, parseDigest } from "./digest.js";
+import { hashingTransform, OffloadedSha256 } from "../util/index.js";
+import { type Digest, digestOf, finishDigest, parseDigest } from "./digest.js";
 import { ImageError } from "./errors.js";
 import type { ImageStore } from "./image-store.js";
 import type { Descriptor, ImageManifest } from "./manifest.js";
@@ -91,21 +92,22 @@ async function isGzip(store: ImageStore, digest: Digest): Promise<boolean> {
 export function plainLayerStages(layer: SavedLayer): Transform[] {
   // A plain blob is content addressed by that very digest: the store checked it on the way in.
   if (!layer.gzip && layer.stored === layer.digest) return [];
-  const hash = newHash();
+  // Hashed on the worker thread while the gunzip (libuv's pool) and the archive writer run.
+  const hash = new OffloadedSha256();
   let seen = 0;
-  const check = new Transform({
-    transform(chunk: Buffer, _enc, cb: TransformCallback) {
+  const check = hashingTransform(hash, {
+    check: (chunk) => {
       seen += chunk.length;
-      if (seen > layer.size) return cb(mismatch(layer, `more than ${layer.size} bytes`));
-      hash.update(chunk);
-      cb(null, chunk);
+      return seen > layer.size ? mismatch(layer, `more than ${layer.size} bytes`) : undefined;
     },
-    flush(cb: TransformCallback) {
-      if (seen !== layer.size) return cb(mismatch(layer, `${seen} bytes, not ${layer.size}`));
-      const got = hashDigest(hash);
-      cb(got === layer.digest ? null : mismatch(layer, `digest ${got}`));
+    atEnd: async () => {
+      if (seen !== layer.size) return mismatch(layer, `${seen} bytes, not ${layer.size}`);
+      const got = await finishDigest(hash);
+      return got === layer.digest ? undefined : mismatch(layer, `digest ${got}`);
     },
   });
+  // The hash is this stage's alone: a stopped save gives its memory back.
+  check.once("close", () => hash.dispose());
   return layer.gzip ? [createGunzip(), check] : [check];
 }
 
