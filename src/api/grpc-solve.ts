@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   distributedExportCompression,
@@ -88,7 +89,7 @@ export class SolveRewrite implements UnaryRewrite {
     const legacyIsFirst =
       first !== undefined &&
       req.ExporterDeprecated === first.Type &&
-      sameAttrs(req.ExporterAttrsDeprecated, first.Attrs);
+      isDeepStrictEqual(req.ExporterAttrsDeprecated, first.Attrs);
     for (const e of req.Exporters) this.#names.push(...this.#rewriteExporter(e));
     if (legacyIsFirst) {
       req.ExporterDeprecated = first.Type;
@@ -195,9 +196,4 @@ export class SolveRewrite implements UnaryRewrite {
     this.#storeExport = true;
     return names;
   }
-}
-
-function sameAttrs(a: Record<string, string>, b: Record<string, string>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
