@@ -14,6 +14,8 @@ export interface MonitorInfo {
 export interface StoredContainer extends ContainerRecord, MonitorInfo {
   stdoutOffset: number;
   stderrOffset: number;
+  /** Size of the json log when those offsets were saved (-1: unknown, a row from before it was kept). */
+  logSize: number;
 }
 
 interface Row {
@@ -36,6 +38,7 @@ interface Row {
   user_stopped: number;
   stdout_offset: number;
   stderr_offset: number;
+  log_size: number;
 }
 
 const SCHEMA = `
@@ -58,8 +61,12 @@ CREATE TABLE IF NOT EXISTS containers (
   restart_count INTEGER NOT NULL DEFAULT 0,
   user_stopped INTEGER NOT NULL DEFAULT 0,
   stdout_offset INTEGER NOT NULL DEFAULT 0,
-  stderr_offset INTEGER NOT NULL DEFAULT 0
+  stderr_offset INTEGER NOT NULL DEFAULT 0,
+  log_size INTEGER NOT NULL DEFAULT -1
 );`;
+
+/** Columns added after the first release: [name, definition], added to older databases on open. */
+const ADDED_COLUMNS: [string, string][] = [["log_size", "INTEGER NOT NULL DEFAULT -1"]];
 
 export type ContainerPatch = Partial<
   Pick<
@@ -77,6 +84,7 @@ export type ContainerPatch = Partial<
     | "userStopped"
     | "stdoutOffset"
     | "stderrOffset"
+    | "logSize"
   >
 >;
 
@@ -94,6 +102,7 @@ const COLUMN: Record<keyof ContainerPatch, string> = {
   userStopped: "user_stopped",
   stdoutOffset: "stdout_offset",
   stderrOffset: "stderr_offset",
+  logSize: "log_size",
 };
 
 /** Container metadata in SQLite (WAL): one row per container, updated on every state change. */
@@ -106,6 +115,9 @@ export class ContainerDb {
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("busy_timeout = 5000");
     this.db.exec(SCHEMA);
+    const have = new Set((this.db.pragma("table_info(containers)") as { name: string }[]).map((c) => c.name));
+    for (const [name, definition] of ADDED_COLUMNS)
+      if (!have.has(name)) this.db.exec(`ALTER TABLE containers ADD COLUMN ${name} ${definition}`);
   }
 
   close(): void {
@@ -198,5 +210,6 @@ function fromRow(r: Row): StoredContainer {
     userStopped: r.user_stopped !== 0,
     stdoutOffset: r.stdout_offset,
     stderrOffset: r.stderr_offset,
+    logSize: r.log_size,
   };
 }

@@ -1,9 +1,10 @@
 import { type FSWatcher, watch } from "node:fs";
-import { appendFile, open, truncate } from "node:fs/promises";
+import { appendFile, open, stat, truncate } from "node:fs/promises";
 import { rfc3339Nano } from "./rfc3339.js";
 
 export type StreamName = "stdout" | "stderr";
-export type Offsets = Record<StreamName, number>;
+/** What a pump has committed: raw bytes consumed per stream, and the json log's size after them. */
+export type Offsets = Record<StreamName, number> & { logSize: number };
 
 const CHUNK = 1024 * 1024;
 /** Like Docker: a line longer than this is logged in pieces rather than held back. */
@@ -12,16 +13,19 @@ const POLL_MS = 250;
 
 /**
  * Turns the container's raw stdout/stderr files (written by runc, see runc.ts) into Docker json-file
- * lines `{"log","stream","time"}`. The raw offsets consumed so far are persisted by the caller, so a
- * restarted daemon resumes where the last one stopped (a crash between the append and saving the offsets
- * can repeat a few lines; it never loses any). Timestamps are when the daemon read the line: accurate to
- * the inotify latency while the daemon runs, the re-attach time for output written while it was down.
+ * lines `{"log","stream","time"}`. The raw offsets consumed so far are persisted by the caller together
+ * with the json log's size, so a restarted daemon resumes exactly where the last one stopped: an append
+ * the last daemon made but did not get to commit (killed in between) is cut off the log and converted
+ * again, so no line is lost or repeated. Timestamps are when the daemon read the line: accurate to the
+ * inotify latency while the daemon runs, the re-attach time for output written while it was down.
  */
 export class LogPump {
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /** The json log's size as this pump knows it; undefined until the first drain has checked the file. */
+  private logSize: number | undefined;
 
   constructor(
     private readonly raw: Record<StreamName, string>,
@@ -70,12 +74,14 @@ export class LogPump {
     }
     this.running = (async () => {
       try {
+        this.logSize ??= await this.recoverLog();
         do {
           this.again = false;
           let appended = false;
           for (const stream of ["stdout", "stderr"] as const)
             appended = (await this.drainOne(stream, final)) || appended;
           if (appended) {
+            this.offsets.logSize = this.logSize;
             this.saveOffsets({ ...this.offsets });
             this.onAppend();
           }
@@ -91,8 +97,21 @@ export class LogPump {
   async reset(): Promise<void> {
     await this.drain(true);
     for (const file of Object.values(this.raw)) await truncate(file, 0).catch(() => {});
-    this.offsets = { stdout: 0, stderr: 0 };
+    this.offsets = { stdout: 0, stderr: 0, logSize: this.logSize ?? -1 };
     this.saveOffsets({ ...this.offsets });
+  }
+
+  /** Cuts an uncommitted append off the log (see the class comment) and returns the log's size. */
+  private async recoverLog(): Promise<number> {
+    const size = await stat(this.jsonPath).then(
+      (s) => s.size,
+      () => 0,
+    );
+    const committed = this.offsets.logSize;
+    // -1: offsets saved before the size was kept; the log is taken as it is.
+    if (committed < 0 || size <= committed) return size;
+    await truncate(this.jsonPath, committed);
+    return committed;
   }
 
   private async drainOne(stream: StreamName, final: boolean): Promise<boolean> {
@@ -123,7 +142,14 @@ export class LogPump {
           start = data.length;
         }
         if (out) {
-          await appendFile(this.jsonPath, out);
+          const bytes = Buffer.from(out);
+          const size = this.logSize ?? 0;
+          // A failed append (ENOSPC) may have written part of a line: cut it so the next try starts clean.
+          await appendFile(this.jsonPath, bytes).catch(async (err: unknown) => {
+            await truncate(this.jsonPath, size).catch(() => {});
+            throw err;
+          });
+          this.logSize = size + bytes.length;
           appended = true;
         }
         this.offsets[stream] += start;

@@ -827,10 +827,10 @@ class RuncRuntime implements Runtime {
     return new LogPump(
       { stdout: this.paths.file(c.id, "stdout.raw"), stderr: this.paths.file(c.id, "stderr.raw") },
       this.paths.file(c.id, "json-log"),
-      { stdout: c.stdoutOffset, stderr: c.stderrOffset },
+      { stdout: c.stdoutOffset, stderr: c.stderrOffset, logSize: c.logSize },
       (o) => {
         if (!this.closed && this.db.get(c.id))
-          this.db.update(c.id, { stdoutOffset: o.stdout, stderrOffset: o.stderr });
+          this.db.update(c.id, { stdoutOffset: o.stdout, stderrOffset: o.stderr, logSize: o.logSize });
       },
       () => this.bumpLogs(live),
     );
@@ -901,7 +901,15 @@ class RuncRuntime implements Runtime {
 }
 
 function strip(c: StoredContainer): ContainerRecord {
-  const { monitorPid: _m, monitorStart: _s, pidStart: _p, stdoutOffset: _o, stderrOffset: _e, ...rest } = c;
+  const {
+    monitorPid: _m,
+    monitorStart: _s,
+    pidStart: _p,
+    stdoutOffset: _o,
+    stderrOffset: _e,
+    logSize: _l,
+    ...rest
+  } = c;
   return rest;
 }
 
