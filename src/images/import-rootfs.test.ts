@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -37,6 +38,11 @@ test("a real rootfs imports, absolute symlink targets included", async () => {
   await writeBusyboxRootfs(rootfs);
   const r = await importRootfs(store, createReadStream(rootfs), { name: "bb:1" });
   assert.equal(store.resolve("bb:1").image.id, r.id);
+  // The diffID is the plain tar's digest (over a MiB: hashed on the hashing thread).
+  const plain = await readFile(rootfs);
+  assert.ok(plain.length > 1024 * 1024, `rootfs tar is ${plain.length} bytes`);
+  const config = await store.readConfig(r.id);
+  assert.deepEqual(config.rootfs?.diff_ids, [`sha256:${createHash("sha256").update(plain).digest("hex")}`]);
   const links = await tarOf((p) => {
     p.entry({ name: "bin/", type: "directory" });
     p.entry({ name: "bin/busybox" }, "elf");

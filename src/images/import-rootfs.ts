@@ -1,10 +1,10 @@
-import { type Readable, Transform } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { throwIfAborted } from "../util/index.js";
+import { hashingTransform, OffloadedSha256, throwIfAborted } from "../util/index.js";
 import { bytesSource } from "./content-store.js";
 import { decompressor } from "./decompress.js";
-import { type Digest, digestOf, hashDigest, newHash } from "./digest.js";
+import { type Digest, digestOf, finishDigest } from "./digest.js";
 import type { ImageConfig, ImageStore } from "./image-store.js";
 import { MediaTypes } from "./media-types.js";
 import { hostPlatform } from "./platform.js";
@@ -35,20 +35,21 @@ export async function importRootfs(
 ): Promise<{ id: Digest; manifestDigest: Digest; name?: string }> {
   const name = opts.name === undefined ? undefined : formatReference(parseNormalizedTagged(opts.name));
   throwIfAborted(opts.signal);
-  const diffHash = newHash();
-  const diffHasher = new Transform({
-    transform(chunk: Uint8Array, _enc, cb) {
-      diffHash.update(chunk);
-      cb(null, chunk);
-    },
-  });
+  // The diffID is hashed on the worker thread while gzip runs in libuv's pool.
+  const diffHash = new OffloadedSha256();
   const gzip = createGzip();
   const plain = await decompressor(input);
-  const [, layer] = await Promise.all([
-    pipeline(input, plain, new RootfsGuard(), diffHasher, gzip, { signal: opts.signal }),
-    store.content.ingest(gzip, { signal: opts.signal }),
-  ]);
-  const diffId = hashDigest(diffHash);
+  let diffId: Digest;
+  let layer: Awaited<ReturnType<typeof store.content.ingest>>;
+  try {
+    [, layer] = await Promise.all([
+      pipeline(input, plain, new RootfsGuard(), hashingTransform(diffHash), gzip, { signal: opts.signal }),
+      store.content.ingest(gzip, { signal: opts.signal }),
+    ]);
+    diffId = await finishDigest(diffHash);
+  } finally {
+    diffHash.dispose();
+  }
   const created = new Date().toISOString();
   const platform = hostPlatform();
   const config: ImageConfig = {
