@@ -6,7 +6,7 @@ import { test } from "node:test";
 import Database from "better-sqlite3";
 import { ContainerDb } from "./container-db.js";
 
-test("a database from before log_size opens, keeps its rows, and reads their log size as unknown (-1)", async () => {
+test("a database from before the log size was kept opens, keeps its rows, and reads it as unknown (-1)", async () => {
   const dir = await mkdtemp(join(tmpdir(), "arca-containerdb-"));
   try {
     const file = join(dir, "containers.db");
@@ -32,12 +32,18 @@ test("a database from before log_size opens, keeps its rows, and reads their log
     assert.equal(c?.name, "web");
     assert.equal(c?.stdoutOffset, 42);
     assert.equal(c?.logSize, -1);
-    db.update("c1", { logSize: 1234 });
-    assert.equal(db.get("c1")?.logSize, 1234);
+    db.saveLogOffsets("c1", { stdout: 50, stderr: 7, logSize: 1234 });
+    assert.deepEqual(
+      [db.get("c1")?.stdoutOffset, db.get("c1")?.stderrOffset, db.get("c1")?.logSize],
+      [50, 7, 1234],
+    );
     db.close();
     // Opening again does not try to add the column twice.
     const again = new ContainerDb(file);
     assert.equal(again.get("c1")?.logSize, 1234);
+    // A daemon that does not keep the size (a downgrade) moves the offsets alone: the size no longer counts.
+    again.update("c1", { stdoutOffset: 90 });
+    assert.equal(again.get("c1")?.logSize, -1);
     again.close();
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -14,7 +14,10 @@ export interface MonitorInfo {
 export interface StoredContainer extends ContainerRecord, MonitorInfo {
   stdoutOffset: number;
   stderrOffset: number;
-  /** Size of the json log when those offsets were saved (-1: unknown, a row from before it was kept). */
+  /**
+   * Size of the json log when those offsets were saved; -1 when unknown: a row from before it was
+   * kept, or offsets saved since by a daemon that did not keep it (a downgrade).
+   */
   logSize: number;
 }
 
@@ -38,7 +41,7 @@ interface Row {
   user_stopped: number;
   stdout_offset: number;
   stderr_offset: number;
-  log_size: number;
+  log_commit: string;
 }
 
 const SCHEMA = `
@@ -62,11 +65,11 @@ CREATE TABLE IF NOT EXISTS containers (
   user_stopped INTEGER NOT NULL DEFAULT 0,
   stdout_offset INTEGER NOT NULL DEFAULT 0,
   stderr_offset INTEGER NOT NULL DEFAULT 0,
-  log_size INTEGER NOT NULL DEFAULT -1
+  log_commit TEXT NOT NULL DEFAULT ''
 );`;
 
 /** Columns added after the first release: [name, definition], added to older databases on open. */
-const ADDED_COLUMNS: [string, string][] = [["log_size", "INTEGER NOT NULL DEFAULT -1"]];
+const ADDED_COLUMNS: [string, string][] = [["log_commit", "TEXT NOT NULL DEFAULT ''"]];
 
 export type ContainerPatch = Partial<
   Pick<
@@ -84,7 +87,6 @@ export type ContainerPatch = Partial<
     | "userStopped"
     | "stdoutOffset"
     | "stderrOffset"
-    | "logSize"
   >
 >;
 
@@ -102,7 +104,6 @@ const COLUMN: Record<keyof ContainerPatch, string> = {
   userStopped: "user_stopped",
   stdoutOffset: "stdout_offset",
   stderrOffset: "stderr_offset",
-  logSize: "log_size",
 };
 
 /** Container metadata in SQLite (WAL): one row per container, updated on every state change. */
@@ -184,6 +185,16 @@ export class ContainerDb {
     this.db.prepare(`UPDATE containers SET ${sets} WHERE id = ?`).run(...values, id);
   }
 
+  /**
+   * The log pump's progress in one statement. The size is stored as "<stdout> <stderr> <size>" so it
+   * counts only beside the offsets it came with (a daemon that does not keep it may save offsets since).
+   */
+  saveLogOffsets(id: string, o: { stdout: number; stderr: number; logSize: number }): void {
+    this.db
+      .prepare("UPDATE containers SET stdout_offset = ?, stderr_offset = ?, log_commit = ? WHERE id = ?")
+      .run(o.stdout, o.stderr, `${o.stdout} ${o.stderr} ${o.logSize}`, id);
+  }
+
   delete(id: string): void {
     this.db.prepare("DELETE FROM containers WHERE id = ?").run(id);
   }
@@ -210,6 +221,14 @@ function fromRow(r: Row): StoredContainer {
     userStopped: r.user_stopped !== 0,
     stdoutOffset: r.stdout_offset,
     stderrOffset: r.stderr_offset,
-    logSize: r.log_size,
+    logSize: committedLogSize(r),
   };
+}
+
+/** The saved log size, if the offsets beside it are still the ones it was saved with. */
+function committedLogSize(r: Row): number {
+  const [stdout, stderr, size] = r.log_commit.split(" ").map(Number);
+  return stdout === r.stdout_offset && stderr === r.stderr_offset && Number.isSafeInteger(size)
+    ? (size as number)
+    : -1;
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -95,4 +95,20 @@ test("reset keeps the log's size, so a pump after it cuts nothing already commit
   await appendFile(f.raw.stdout, "run 2\n");
   await f.pump(afterReset).drain(true);
   assert.deepEqual(await f.lines(), ["stdout:run 1", "stdout:run 2"]);
+});
+
+test("a log emptied by hand: the committed size is the file's, so a later cut or failed append never pads it", async () => {
+  const f = await fixture();
+  await appendFile(f.raw.stdout, "before\n");
+  const p = f.pump(START);
+  await p.drain(false);
+  await truncate(f.json, 0);
+  await appendFile(f.raw.stdout, "after\n");
+  await p.drain(false);
+  const size = (await readFile(f.json)).length;
+  assert.equal(f.saved.at(-1)?.logSize, size);
+  assert.deepEqual(await f.lines(), ["stdout:after"]);
+  // The next daemon finds the log as committed: nothing to cut, nothing to pad.
+  await f.pump(f.saved.at(-1) as Offsets).drain(false);
+  assert.equal((await readFile(f.json)).length, size);
 });

@@ -1,5 +1,5 @@
 import { type FSWatcher, watch } from "node:fs";
-import { appendFile, open, stat, truncate } from "node:fs/promises";
+import { open, stat, truncate } from "node:fs/promises";
 import { rfc3339Nano } from "./rfc3339.js";
 
 export type StreamName = "stdout" | "stderr";
@@ -101,6 +101,27 @@ export class LogPump {
     this.saveOffsets({ ...this.offsets });
   }
 
+  /**
+   * Appends and returns the log's new size, measured rather than counted: someone may have emptied
+   * the log by hand (its path is in inspect's LogPath), as is common with Docker's json logs.
+   */
+  private async append(bytes: Buffer): Promise<number> {
+    const log = await open(this.jsonPath, "a");
+    try {
+      const before = (await log.stat()).size;
+      try {
+        await log.writeFile(bytes);
+      } catch (err) {
+        // A failed append (ENOSPC) may have written part of a line: cut it so the next try starts clean.
+        await log.truncate(before).catch(() => {});
+        throw err;
+      }
+      return before + bytes.length;
+    } finally {
+      await log.close();
+    }
+  }
+
   /** Cuts an uncommitted append off the log (see the class comment) and returns the log's size. */
   private async recoverLog(): Promise<number> {
     const size = await stat(this.jsonPath).then(
@@ -142,14 +163,7 @@ export class LogPump {
           start = data.length;
         }
         if (out) {
-          const bytes = Buffer.from(out);
-          const size = this.logSize ?? 0;
-          // A failed append (ENOSPC) may have written part of a line: cut it so the next try starts clean.
-          await appendFile(this.jsonPath, bytes).catch(async (err: unknown) => {
-            await truncate(this.jsonPath, size).catch(() => {});
-            throw err;
-          });
-          this.logSize = size + bytes.length;
+          this.logSize = await this.append(Buffer.from(out));
           appended = true;
         }
         this.offsets[stream] += start;

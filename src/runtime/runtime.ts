@@ -273,7 +273,17 @@ class RuncRuntime implements Runtime {
           signal?.addEventListener("abort", done, { once: true });
         }),
     };
-    return readJsonLog(this.paths.file(id, "json-log"), o, follow);
+    return this.freshLog(live, readJsonLog(this.paths.file(id, "json-log"), o, follow));
+  }
+
+  /**
+   * Reads only after the pump converted what the container wrote so far: output from the last
+   * moments (or from while no daemon ran, for an adopted container) is there, and an uncommitted
+   * tail has been cut before anyone reads past it.
+   */
+  private async *freshLog(live: Live, entries: AsyncIterable<LogEntry>): AsyncIterable<LogEntry> {
+    await live.pump?.drain(false).catch(() => {});
+    yield* entries;
   }
 
   async exec(idOrName: string, o: ExecOptions): Promise<ExecProcess> {
@@ -382,6 +392,25 @@ class RuncRuntime implements Runtime {
       this.log(`deleting stale runc container ${s.id}`);
       await this.runc.delete(s.id).catch((err: unknown) => this.log(errorMessage(err)));
     }
+    // Swept before any container starts, so a restart scheduled below never has its fresh mount or its
+    // layer unpack removed under it. Half-unpacked layers from a crashed unpack first (ensureLayer
+    // renames only complete ones into place), then rootfs mounts of containers not running.
+    await rm(join(this.paths.layers, "tmp"), { recursive: true, force: true });
+    for (const dir of await readdir(this.paths.layers).catch(() => [] as string[]))
+      if (dir.startsWith("userns-"))
+        await rm(join(this.paths.layers, dir, "tmp"), { recursive: true, force: true });
+    for (const m of await listMounts()) {
+      const base = [this.paths.containers, this.paths.usernsRootfs].find((b) =>
+        m.mountPoint.startsWith(`${b}/`),
+      );
+      if (!base || !m.mountPoint.endsWith("/rootfs")) continue;
+      const id = m.mountPoint.slice(base.length + 1, -"/rootfs".length);
+      if (this.db.get(id)?.status === "running") continue;
+      this.log(`unmounting stale rootfs ${m.mountPoint}`);
+      await unmount(m.mountPoint).catch((err: unknown) => this.log(errorMessage(err)));
+      if (base === this.paths.usernsRootfs)
+        for (const d of [m.mountPoint, dirname(m.mountPoint)]) await rmdir(d).catch(() => {});
+    }
     for (const c of this.db.list()) {
       if (c.status === "running") {
         const st = states.get(c.id);
@@ -398,23 +427,6 @@ class RuncRuntime implements Runtime {
       } else if (c.status === "restarting") {
         this.scheduleRestart(c.id, 0);
       }
-    }
-    // Half-unpacked layers from a crashed unpack (ensureLayer renames only complete ones into place).
-    await rm(join(this.paths.layers, "tmp"), { recursive: true, force: true });
-    for (const dir of await readdir(this.paths.layers).catch(() => [] as string[]))
-      if (dir.startsWith("userns-"))
-        await rm(join(this.paths.layers, dir, "tmp"), { recursive: true, force: true });
-    for (const m of await listMounts()) {
-      const base = [this.paths.containers, this.paths.usernsRootfs].find((b) =>
-        m.mountPoint.startsWith(`${b}/`),
-      );
-      if (!base || !m.mountPoint.endsWith("/rootfs")) continue;
-      const id = m.mountPoint.slice(base.length + 1, -"/rootfs".length);
-      if (this.db.get(id)?.status === "running") continue;
-      this.log(`unmounting stale rootfs ${m.mountPoint}`);
-      await unmount(m.mountPoint).catch((err: unknown) => this.log(errorMessage(err)));
-      if (base === this.paths.usernsRootfs)
-        for (const d of [m.mountPoint, dirname(m.mountPoint)]) await rmdir(d).catch(() => {});
     }
   }
 
@@ -829,8 +841,7 @@ class RuncRuntime implements Runtime {
       this.paths.file(c.id, "json-log"),
       { stdout: c.stdoutOffset, stderr: c.stderrOffset, logSize: c.logSize },
       (o) => {
-        if (!this.closed && this.db.get(c.id))
-          this.db.update(c.id, { stdoutOffset: o.stdout, stderrOffset: o.stderr, logSize: o.logSize });
+        if (!this.closed && this.db.get(c.id)) this.db.saveLogOffsets(c.id, o);
       },
       () => this.bumpLogs(live),
     );
