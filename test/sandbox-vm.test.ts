@@ -363,7 +363,10 @@ describe("VM sandbox: BuildKit in a QEMU VM over virtio-vsock", { timeout: 900_0
       client.close();
       if (!back) await delay(500);
     }
-    assert.ok(back, "BuildKit answers again after the VM restarted");
+    assert.ok(
+      back,
+      `BuildKit answers again after the VM restarted; the daemon said:\n${vm.output().slice(-6000)}`,
+    );
     assert.notEqual(await qemuPid(), pid);
     const restarted = JSON.parse((await ok(["inspect", "arca-buildkit"])).stdout) as {
       State: { Pid: number };

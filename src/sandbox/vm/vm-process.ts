@@ -142,11 +142,21 @@ export class VmProcess {
     this.o.log(
       `sandbox VM exited (${signal ?? `code ${code}`}) after ${(ranMs / 1000).toFixed(1)} s; restarting in ${this.#backoffMs / 1000} s${tail ? `; console:\n${tail}` : ""}`,
     );
-    await sleep(this.#backoffMs);
-    this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
-    if (this.#stopping) return;
-    this.#restarts++;
-    await this.#launch().catch((err: unknown) => this.o.log(`sandbox VM restart failed: ${String(err)}`));
+    // A launch that fails (vhost-device-vsock slow to come up on a loaded host) is tried again: a
+    // sandbox with restart policy "always" must not stay down after one bad try.
+    for (;;) {
+      await sleep(this.#backoffMs);
+      this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
+      if (this.#stopping) return;
+      this.#restarts++;
+      try {
+        await this.#launch();
+        return;
+      } catch (err) {
+        this.#vsock?.kill("SIGKILL");
+        this.o.log(`sandbox VM restart failed: ${String(err)}; trying again in ${this.#backoffMs / 1000} s`);
+      }
+    }
   }
 
   /** Powers the VM off (the cache disk is ext4 with a journal: a cut is recovered on the next mount). */
