@@ -42,9 +42,13 @@ test("a database from before the log size was kept opens, keeps its rows, and re
     const again = new ContainerDb(file);
     assert.equal(again.get("c1")?.logSize, 1234);
     // A daemon that does not keep the size (a downgrade) moves the offsets alone: the size no longer counts.
-    again.update("c1", { stdoutOffset: 90 });
-    assert.equal(again.get("c1")?.logSize, -1);
     again.close();
+    const older = new Database(file);
+    older.prepare("UPDATE containers SET stdout_offset = 90 WHERE id = 'c1'").run();
+    older.close();
+    const upgraded = new ContainerDb(file);
+    assert.equal(upgraded.get("c1")?.logSize, -1);
+    upgraded.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -85,8 +85,6 @@ export type ContainerPatch = Partial<
     | "finishedAt"
     | "restartCount"
     | "userStopped"
-    | "stdoutOffset"
-    | "stderrOffset"
   >
 >;
 
@@ -102,8 +100,6 @@ const COLUMN: Record<keyof ContainerPatch, string> = {
   finishedAt: "finished_at",
   restartCount: "restart_count",
   userStopped: "user_stopped",
-  stdoutOffset: "stdout_offset",
-  stderrOffset: "stderr_offset",
 };
 
 /** Container metadata in SQLite (WAL): one row per container, updated on every state change. */

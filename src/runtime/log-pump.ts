@@ -24,8 +24,8 @@ export class LogPump {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
-  /** The json log's size as this pump knows it; undefined until the first drain has checked the file. */
-  private logSize: number | undefined;
+  /** Whether the first drain has checked the log against `offsets.logSize` (see recoverLog). */
+  private recovered = false;
 
   constructor(
     private readonly raw: Record<StreamName, string>,
@@ -74,14 +74,16 @@ export class LogPump {
     }
     this.running = (async () => {
       try {
-        this.logSize ??= await this.recoverLog();
+        if (!this.recovered) {
+          this.offsets.logSize = await this.recoverLog();
+          this.recovered = true;
+        }
         do {
           this.again = false;
           let appended = false;
           for (const stream of ["stdout", "stderr"] as const)
             appended = (await this.drainOne(stream, final)) || appended;
           if (appended) {
-            this.offsets.logSize = this.logSize;
             this.saveOffsets({ ...this.offsets });
             this.onAppend();
           }
@@ -97,7 +99,7 @@ export class LogPump {
   async reset(): Promise<void> {
     await this.drain(true);
     for (const file of Object.values(this.raw)) await truncate(file, 0).catch(() => {});
-    this.offsets = { stdout: 0, stderr: 0, logSize: this.logSize ?? -1 };
+    this.offsets = { stdout: 0, stderr: 0, logSize: this.offsets.logSize };
     this.saveOffsets({ ...this.offsets });
   }
 
@@ -163,7 +165,7 @@ export class LogPump {
           start = data.length;
         }
         if (out) {
-          this.logSize = await this.append(Buffer.from(out));
+          this.offsets.logSize = await this.append(Buffer.from(out));
           appended = true;
         }
         this.offsets[stream] += start;
