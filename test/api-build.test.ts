@@ -486,11 +486,36 @@ describe("POST /build, /build/prune, /build/cancel, /system/df against a real da
       "only the changed upload kept",
     );
 
-    assert.equal((await cli(["builder", "prune", "-af"], { DOCKER_BUILDKIT: "0" })).code, 0);
+    // What is kept is build cache the user can see (docker system df) and gets back with a prune.
+    const df = JSON.parse((await request(socket, "GET", "/v1.51/system/df?type=build-cache")).body) as {
+      BuildCache: { ID: string; Type: string; Description: string; Size: number; InUse: boolean }[];
+    };
+    const keptRecords = df.BuildCache.filter((r) => r.Description.startsWith("kept upload"));
+    assert.equal(keptRecords.length, 1, JSON.stringify(df.BuildCache));
+    const [record] = keptRecords as [(typeof keptRecords)[number]];
+    assert.equal(record.Type, "source.local");
+    assert.match(record.Description, /: reuse:1 \(Dockerfile\)$/);
+    assert.equal(record.InUse, false);
+    const keptBytes = Object.values(await keptFiles()).reduce((n, size) => n + size, 0);
+    assert.equal(record.Size, keptBytes);
+    const dfVerbose = await cli(["system", "df", "-v"]);
+    assert.equal(dfVerbose.code, 0, dfVerbose.stderr);
+    assert.match(dfVerbose.stdout, new RegExp(`^${record.ID.slice(0, 12)}\\s+source\\.local\\s`, "m"));
+
+    const prune = await cli(["builder", "prune", "-af"], { DOCKER_BUILDKIT: "0" });
+    assert.equal(prune.code, 0, prune.stderr);
+    assert.match(prune.stdout, new RegExp(`^${record.ID}$`, "m"), "the prune lists what it freed");
     await poll(
       async () => (Object.keys(await keptFiles()).length === 0 ? true : undefined),
       10_000,
       "prune drops it",
+    );
+    const after = JSON.parse((await request(socket, "GET", "/system/df?type=build-cache")).body) as {
+      BuildCache: { Description: string }[];
+    };
+    assert.deepEqual(
+      after.BuildCache.filter((r) => r.Description.startsWith("kept upload")),
+      [],
     );
     // And the project starts over (the next tests expect build cache).
     assert.match(await build(), new RegExp(`${sha(changed)}  /big.bin`));

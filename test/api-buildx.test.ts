@@ -383,11 +383,35 @@ describe("docker buildx (docker driver) against Arca: /grpc and /session", () =>
   test("docker buildx du, buildx prune -f and builder prune -f go through Control.DiskUsage/Prune", async () => {
     const ctx = await context("du", { Dockerfile: "FROM busybox:local\nRUN echo du > /du\n" });
     await ok(["buildx", "build", "-o", `type=local,dest=${path.join(tmp, "du-out")}`, ctx]);
+    // A classic build with a big file: its upload is kept for reuse, and counts as build cache.
+    const classicCtx = await context("du-kept", {
+      Dockerfile: "FROM busybox:local\nCOPY big /big\n",
+      big: "x".repeat(1 << 20),
+    });
+    await ok(["build", "-q", "-t", "du-kept:1", classicCtx], { DOCKER_BUILDKIT: "0" });
+    // `buildx du --verbose` prints one "Field: value" block per record.
+    const keptRecord = async () =>
+      (await ok(["buildx", "du", "--verbose"])).stdout
+        .split(/\n\s*\n/)
+        .map((block) =>
+          Object.fromEntries(block.split("\n").map((l) => l.match(/^([^:]+):\s+(.*)$/)?.slice(1) ?? [])),
+        )
+        .find((r) => r.Description === "kept upload of a classic build context: du-kept:1 (Dockerfile)");
+    const kept = await poll(keptRecord, 10_000, "the kept upload in buildx du --verbose");
+    assert.equal(kept.Type, "source.local");
+    assert.equal(kept.Size, "1.049MB");
+    assert.equal(kept.Reclaimable, "true");
     const du = await ok(["buildx", "du"]);
     assert.match(du.stdout, /^ID\s+RECLAIMABLE\s+SIZE\s+LAST ACCESSED/m);
     assert.match(du.stdout, /^Total:/m);
     const prune = await ok(["buildx", "prune", "-f"]);
     assert.match(prune.stdout, /Total:/);
+    assert.match(
+      prune.stdout,
+      new RegExp(`^${kept.ID}\\s`, "m"),
+      "buildx prune lists the kept upload it freed",
+    );
+    assert.equal(await keptRecord(), undefined);
     const builderPrune = await ok(["builder", "prune", "-f"]);
     assert.match(builderPrune.stdout, /Total:/);
   });

@@ -2,6 +2,7 @@ import {
   BuildJobs,
   type BuildMemo,
   buildCacheUsage,
+  cacheRecord,
   parseBuildParams,
   parsePruneParams,
   pruneBuildCache,
@@ -80,12 +81,12 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
   router.add("POST", "/build/prune", async ({ res, query, apiVersion, signal }) => {
     const opts = parsePruneParams(query, apiVersion);
     const backends = await deps.pool.everyUp(signal);
-    // A prune must make the next build really rebuild.
-    builds.clear();
+    // A prune must make the next build really rebuild; the kept uploads it frees are in its report.
+    const released = builds.clear();
     // Every backend of the pool is pruned: the cache is the pool's.
     const report: { CachesDeleted: string[] | null; SpaceReclaimed: number } = {
-      CachesDeleted: null,
-      SpaceReclaimed: 0,
+      CachesDeleted: released.length ? released.map((r) => r.ID) : null,
+      SpaceReclaimed: released.reduce((n, r) => n + Number(r.Size), 0),
     };
     for (const b of backends) {
       const r = await pruneBuildCache(b.client, opts, signal);
@@ -106,6 +107,8 @@ export function registerBuildRoutes(router: Router, deps: ApiDeps, builds: Build
         return records;
       }),
     );
-    return each.flat();
+    // The daemon's own share of the build cache: the classic uploads it keeps for reuse.
+    const kept = builds.contexts?.usage() ?? [];
+    return [...each.flat(), ...kept.map((r) => cacheRecord(r, apiVersion))];
   });
 }

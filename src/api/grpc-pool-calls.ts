@@ -7,6 +7,7 @@ import {
   ListWorkersRequestSchema,
   ListWorkersResponseSchema,
   PruneRequestSchema,
+  type UsageRecord,
   UsageRecordSchema,
 } from "../buildkit/index.js";
 import {
@@ -45,11 +46,15 @@ export function answerListWorkers(
     .catch((err: unknown) => respondGrpcError(stream, err));
 }
 
-/** Control.DiskUsage for the whole pool: every healthy backend's records in one answer (`buildx du`). */
+/**
+ * Control.DiskUsage for the whole pool: every healthy backend's records in one answer (`buildx du`),
+ * and the daemon's own (`local()`: kept classic uploads) when the request filters nothing.
+ */
 export function answerPoolDiskUsage(
   stream: http2.ServerHttp2Stream,
   pool: BackendPool,
   connection: AbortSignal,
+  local: () => UsageRecord[],
 ): void {
   stream.on("error", () => {});
   const signal = callSignal(stream, connection);
@@ -71,15 +76,22 @@ export function answerPoolDiskUsage(
     if (answers.length === 0 && settled[0]?.status === "rejected") throw settled[0].reason;
     const merged = answers[0] ?? fromBinary(DiskUsageResponseSchema, new Uint8Array());
     for (const a of answers.slice(1)) merged.record.push(...a.record);
+    // BuildKit's filter language is its own; a filtered listing stays the backends' answer. buildx
+    // sends its filters joined into one string, "" for none.
+    if (req.filter.every((f) => f === "")) merged.record.push(...local());
     respondGrpcMessage(stream, toBinary(DiskUsageResponseSchema, merged));
   })().catch((err: unknown) => respondGrpcError(stream, err));
 }
 
-/** Control.Prune for the whole pool: each healthy backend pruned in turn, every record streamed back. */
+/**
+ * Control.Prune for the whole pool: each healthy backend pruned in turn, every record streamed back,
+ * after `released` (what the daemon itself freed for this prune).
+ */
 export function answerPoolPrune(
   stream: http2.ServerHttp2Stream,
   pool: BackendPool,
   connection: AbortSignal,
+  released: UsageRecord[],
 ): void {
   stream.on("error", () => {});
   // The client cancelling the call stops the prune, not only closing its connection.
@@ -92,6 +104,7 @@ export function answerPoolPrune(
     started = true;
     let failure: http2.OutgoingHttpHeaders | undefined;
     stream.once("wantTrailers", () => stream.sendTrailers(failure ?? OK_TRAILERS));
+    for (const r of released) stream.write(grpcFrame(toBinary(UsageRecordSchema, r)));
     try {
       for (const b of backends) {
         for await (const r of b.client.control.prune(req, { signal }))

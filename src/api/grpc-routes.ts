@@ -155,13 +155,13 @@ function serveGrpc(
     ) => {
       const path = String(headers[":path"]);
       if (path === PRUNE_PATH) {
-        // Classic builds answered from memory would outlive the cache this prunes.
-        memo.clear();
-        answerPoolPrune(stream, deps.pool, signal);
+        // Classic builds answered from memory would outlive the cache this prunes; the kept uploads
+        // it frees are reported with the backends' records.
+        answerPoolPrune(stream, deps.pool, signal, memo.clear());
         return;
       }
       if (path === DISK_USAGE_PATH) {
-        answerPoolDiskUsage(stream, deps.pool, signal);
+        answerPoolDiskUsage(stream, deps.pool, signal, () => memo.contexts?.usage() ?? []);
         return;
       }
       if (path === LIST_WORKERS_PATH) {

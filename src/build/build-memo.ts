@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
-import { type StatusResponse, StatusResponseSchema } from "../buildkit/index.js";
+import { type StatusResponse, StatusResponseSchema, type UsageRecord } from "../buildkit/index.js";
 import type { BuildParams } from "./build-params.js";
 import type { ContextReuse } from "./context-reuse.js";
 
@@ -99,9 +99,10 @@ export class BuildMemo {
     while (this.#entries.size > this.limit) this.#entries.delete(this.#entries.keys().next().value as string);
   }
 
-  clear(): void {
+  /** Forgets every build and frees the kept uploads; returns those as build cache records (a prune's report). */
+  clear(): UsageRecord[] {
     this.#entries.clear();
-    this.contexts?.clear();
+    return this.contexts?.clear() ?? [];
   }
 }
 

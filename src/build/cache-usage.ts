@@ -1,4 +1,4 @@
-import type { ControlClient } from "../buildkit/index.js";
+import type { ControlClient, UsageRecord } from "../buildkit/index.js";
 
 /** A build cache record as GET /system/df shows it (moby api/types/build.CacheRecord). */
 export interface CacheRecord {
@@ -42,24 +42,27 @@ export async function buildCacheUsage(
   signal: AbortSignal,
 ): Promise<CacheRecord[]> {
   const res = await client.control.diskUsage({}, { signal });
-  return res.record.map((r) => {
-    const rec: CacheRecord = {
-      ID: r.ID,
-      Type: r.RecordType,
-      Description: r.Description,
-      InUse: r.InUse,
-      Shared: r.Shared,
-      Size: Number(r.Size),
-      CreatedAt: goTime(r.CreatedAt),
-      LastUsedAt: r.LastUsedAt ? goTime(r.LastUsedAt) : null,
-      UsageCount: Number(r.UsageCount),
-    };
-    if (!atLeast(apiVersion, "1.42")) rec.Parent = r.Parent || r.Parents[0] || "";
-    else if (r.Parents.length) {
-      rec.Parents = [...r.Parents];
-      // moby's struct tag is `json:" Parents,omitempty"`: the docker CLI decodes that key.
-      rec[" Parents"] = [...r.Parents];
-    }
-    return rec;
-  });
+  return res.record.map((r) => cacheRecord(r, apiVersion));
+}
+
+/** One BuildKit usage record as dockerd's /system/df shows it to a client of `apiVersion`. */
+export function cacheRecord(r: UsageRecord, apiVersion: string): CacheRecord {
+  const rec: CacheRecord = {
+    ID: r.ID,
+    Type: r.RecordType,
+    Description: r.Description,
+    InUse: r.InUse,
+    Shared: r.Shared,
+    Size: Number(r.Size),
+    CreatedAt: goTime(r.CreatedAt),
+    LastUsedAt: r.LastUsedAt ? goTime(r.LastUsedAt) : null,
+    UsageCount: Number(r.UsageCount),
+  };
+  if (!atLeast(apiVersion, "1.42")) rec.Parent = r.Parent || r.Parents[0] || "";
+  else if (r.Parents.length) {
+    rec.Parents = [...r.Parents];
+    // moby's struct tag is `json:" Parents,omitempty"`: the docker CLI decodes that key.
+    rec[" Parents"] = [...r.Parents];
+  }
+  return rec;
 }

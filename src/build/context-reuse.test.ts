@@ -70,3 +70,61 @@ test("kept uploads move out of the temp dir, are taken once, and go by project c
   assert.deepEqual(await readdir(dir), []);
   assert.deepEqual(await readdir(path.join(root, "tmp")), []);
 });
+
+test("kept uploads are build cache records: sized by their own spool bytes, named, counted by reuse, released by clear", async () => {
+  const dir = path.join(root, "usage");
+  const reuse = new ContextReuse(dir, { bytes: 64 << 20, projects: 2, entries: 1000 });
+  assert.deepEqual(reuse.usage(), []);
+  const big = randomBytes(2 << 20);
+  await reuse.keep("p1", await upload("u1", { big }), "app:1 (Dockerfile)");
+  const [first] = reuse.usage();
+  assert.ok(first);
+  assert.equal(first.RecordType, "source.local");
+  assert.equal(first.Description, "kept upload of a classic build context: app:1 (Dockerfile)");
+  assert.equal(first.ID.length, 25);
+  assert.equal(first.Size, BigInt(big.length), "the file's bytes in the spool");
+  assert.equal(first.UsageCount, 0n);
+  assert.equal(first.InUse, false);
+  assert.equal(first.Shared, false);
+  assert.ok(first.CreatedAt && first.LastUsedAt);
+
+  // Reused by the next upload, which is kept in its place: same record, used once, same bytes on disk.
+  const taken = reuse.take("p1");
+  assert.ok(taken);
+  const next = await upload("u2", { big, small: Buffer.from("s") }, taken);
+  await taken.close();
+  await reuse.keep("p1", next, "app:1 (Dockerfile)");
+  const [again] = reuse.usage();
+  assert.equal(again?.ID, first.ID);
+  assert.equal(again?.UsageCount, 1n);
+  assert.equal(again?.Size, BigInt(reuse.keptBytes()));
+
+  // A second project: its own record, its own bytes; both within the byte limit.
+  const other = randomBytes(1 << 20);
+  await reuse.keep("p2", await upload("u3", { other }), "untagged build (Dockerfile)");
+  const both = reuse.usage();
+  assert.equal(both.length, 2);
+  assert.notEqual(both[0]?.ID, both[1]?.ID);
+  assert.equal(
+    both.reduce((n, r) => n + r.Size, 0n),
+    BigInt(reuse.keptBytes()),
+    "every kept byte counted once",
+  );
+
+  // An upload not worth keeping does not leave a record behind.
+  await reuse.take("p2")?.close();
+  await reuse.keep("p2", await upload("u4", { tiny: Buffer.from("t") }));
+  assert.deepEqual(
+    reuse.usage().map((r) => r.ID),
+    [first.ID],
+  );
+
+  const released = reuse.clear();
+  assert.deepEqual(
+    released.map((r) => [r.ID, r.Size]),
+    [[first.ID, again?.Size]],
+  );
+  assert.deepEqual(reuse.usage(), []);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await readdir(dir), []);
+});

@@ -9,7 +9,7 @@ export {
 } from "./build-params.js";
 export { keptContextDir, sweepBuildTemps } from "./build-temps.js";
 export { type PruneOptions, type PruneReport, parsePruneParams, pruneBuildCache } from "./cache-prune.js";
-export { buildCacheUsage, type CacheRecord, goTime } from "./cache-usage.js";
+export { buildCacheUsage, type CacheRecord, cacheRecord, goTime } from "./cache-usage.js";
 export { ClassicOutput, type ClassicOutputOptions } from "./classic-output.js";
 export { type ContextArchive, contextRelativePath, spoolContext } from "./context-archive.js";
 export { ContextReuse } from "./context-reuse.js";

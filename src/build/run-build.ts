@@ -138,7 +138,7 @@ export async function runImageBuild(
         void base?.close().catch(() => {});
       } else if (base && kept) {
         // A failed upload leaves the project's last one what it was.
-        void kept.keep(sharedKey, base).catch(() => {});
+        void kept.keep(sharedKey, base, keptLabel(params)).catch(() => {});
       }
       throw err;
     }
@@ -166,7 +166,7 @@ export async function runImageBuild(
     unregister();
     // Kept for the project's next upload, or deleted after the client has its answer (~0.13 s for
     // 512 MiB here); a spool that cannot be deleted is swept at the next daemon start (it carries this pid).
-    if (archive && kept) void kept.keep(sharedKey, archive).catch(() => {});
+    if (archive && kept) void kept.keep(sharedKey, archive, keptLabel(params)).catch(() => {});
     else void archive?.close().catch(() => {});
   }
 }
@@ -406,6 +406,12 @@ function routeKey(sharedKey: string, params: { target?: string; platform?: strin
  * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
  * sends only what changed: the archive's mtimes are kept when unpacking.
  */
+/** The project a kept upload belongs to, as build cache usage names it. */
+function keptLabel(params: { tags: string[]; dockerfile: string; target?: string }): string {
+  const what = params.tags.length ? params.tags.map(familiarName).join(", ") : "untagged build";
+  return `${what} (${params.dockerfile}${params.target ? `, target ${params.target}` : ""})`;
+}
+
 function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
   const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
   return createHash("sha256").update(id).digest("hex").slice(0, 32);

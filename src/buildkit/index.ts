@@ -30,6 +30,7 @@ export {
   StatusRequestSchema,
   type StatusResponse,
   StatusResponseSchema,
+  type UsageRecord,
   UsageRecordSchema,
 } from "./gen/moby/buildkit/v1/control_pb.js";
 export * from "./progress/index.js";

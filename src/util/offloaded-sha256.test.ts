@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { describe, it } from "node:test";
-import { startedWorkers } from "../../test/support/worker-capture.js";
+import { holdMessages, startedWorkers } from "../../test/support/worker-capture.js";
 import { OffloadedSha256 } from "./offloaded-sha256.js";
 
 const MiB = 1 << 20;
@@ -138,18 +138,21 @@ describe("OffloadedSha256", () => {
   it("a stopped thread fails what waits on it, marks the hash failed, and the next hash gets a new thread", {
     timeout: 10_000,
   }, async () => {
-    // A backlog (96 MiB, tens of ms of hashing) keeps the thread busy, so what follows is still
-    // queued when it stops: nothing between here and terminate() yields to the event loop.
+    // The thread gets nothing from here on, so what follows is still outstanding when it stops
+    // (a backlog raced it before: on a machine with slow page faults the thread won the race).
+    await (await hashInChunks(randomBytes(2 * MiB), [MiB])).digest();
+    const thread = startedWorkers.at(-1);
+    assert.ok(thread, "the hashing thread was started through worker_threads");
+    holdMessages(thread);
     const block = randomBytes(8 * MiB);
-    const backlog = Array.from({ length: 24 }, () => new OffloadedSha256());
+    const backlog = Array.from({ length: 3 }, () => new OffloadedSha256());
     for (const b of backlog) assert.equal(b.update(block.subarray(0, 4 * MiB)), undefined);
     const waiting = new OffloadedSha256();
     const slotWait = waiting.update(block);
+    assert.ok(slotWait, "the update waits for slots the thread has not given back");
     const h = new OffloadedSha256();
     h.update(block.subarray(0, 2 * MiB));
     const digest = h.digest();
-    const thread = startedWorkers.at(-1);
-    assert.ok(thread, "the hashing thread was started through worker_threads");
     const stopped = thread.terminate();
     await assert.rejects(slotWait as Promise<void>, /hashing thread stopped/);
     await assert.rejects(digest, /hashing thread stopped/);

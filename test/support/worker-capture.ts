@@ -8,12 +8,29 @@ import type { Worker } from "node:worker_threads";
  */
 export const startedWorkers: Worker[] = [];
 
+/** Messages posted to a held worker, kept here instead of sent. */
+const held = new WeakMap<Worker, unknown[][]>();
+
+/**
+ * Keeps what is posted to `worker` from reaching it, as a thread that fell behind would: a test then
+ * stops it with work outstanding, however fast this machine's thread would have done that work.
+ */
+export function holdMessages(worker: Worker): void {
+  held.set(worker, []);
+}
+
 const threads = createRequire(import.meta.url)("node:worker_threads") as { Worker: typeof Worker };
 const Original = threads.Worker;
 threads.Worker = class extends Original {
   constructor(...args: ConstructorParameters<typeof Worker>) {
     super(...args);
     startedWorkers.push(this);
+  }
+
+  override postMessage(...args: Parameters<Worker["postMessage"]>): void {
+    const queue = held.get(this);
+    if (queue) queue.push(args);
+    else super.postMessage(...args);
   }
 };
 // ESM importers of node:worker_threads see the replacement too.
