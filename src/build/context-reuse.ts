@@ -64,11 +64,8 @@ export class ContextReuse {
       pinned > 2 * archive.bytes + PINNED_SLACK ||
       pinned > this.limits.bytes ||
       archive.entries > this.limits.entries
-    ) {
-      if (!this.#kept.has(key)) this.#records.delete(key);
-      await archive.close();
-      return;
-    }
+    )
+      return this.#drop(key, archive);
     const generation = this.#generation;
     try {
       // The temp directory holds uploads in flight only.
@@ -76,14 +73,9 @@ export class ContextReuse {
       for (const f of archive.files)
         if (path.dirname(f.path) !== this.dir) await f.moveTo(path.join(this.dir, path.basename(f.path)));
     } catch {
-      if (!this.#kept.has(key)) this.#records.delete(key);
-      await archive.close();
-      return;
+      return this.#drop(key, archive);
     }
-    if (generation !== this.#generation) {
-      await archive.close();
-      return;
-    }
+    if (generation !== this.#generation) return this.#drop(key, archive);
     const old = this.#kept.get(key);
     this.#kept.delete(key);
     this.#kept.set(key, archive);
@@ -127,6 +119,12 @@ export class ContextReuse {
       );
     }
     return out;
+  }
+
+  /** Closes an upload not kept; the project's record goes too unless an earlier upload of it is still kept. */
+  async #drop(key: string, archive: ContextArchive): Promise<void> {
+    if (!this.#kept.has(key)) this.#records.delete(key);
+    await archive.close();
   }
 
   /** Bytes of the distinct spool files kept. */
