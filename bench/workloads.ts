@@ -88,6 +88,34 @@ export async function timed(fn: () => Promise<unknown>): Promise<number> {
   return (performance.now() - t) / 1000;
 }
 
+/** USER_HZ, the unit of /proc/stat: 100 on every Linux architecture the project runs on. */
+const USER_HZ = 100;
+
+/** CPU seconds the whole machine has spent busy (user, nice, system, irq, softirq: every CPU, every process). */
+async function machineBusySeconds(): Promise<number> {
+  const line = (await readFile("/proc/stat", "utf8")).split("\n", 1)[0] ?? "";
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0] = line
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  return (user + nice + system + irq + softirq) / USER_HZ;
+}
+
+/**
+ * Wall time of fn and the CPU time the whole machine spent meanwhile, in
+ * seconds. On a machine with few CPUs, where client, daemon, proxy and
+ * buildkitd all compete, wall time follows the sum of everyone's CPU; this
+ * says which side of the sum a difference is on.
+ */
+export async function timedWithMachineCpu(
+  fn: () => Promise<unknown>,
+): Promise<{ wall: number; cpu: number }> {
+  const cpu0 = await machineBusySeconds();
+  const wall = await timed(fn);
+  return { wall, cpu: (await machineBusySeconds()) - cpu0 };
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] as number;
