@@ -406,15 +406,15 @@ function routeKey(sharedKey: string, params: { target?: string; platform?: strin
  * whole context again. Keyed by what identifies the project instead (tags, Dockerfile, target), a rebuild
  * sends only what changed: the archive's mtimes are kept when unpacking.
  */
+function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
+  const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
+  return createHash("sha256").update(id).digest("hex").slice(0, 32);
+}
+
 /** The project a kept upload belongs to, as build cache usage names it. */
 function keptLabel(params: { tags: string[]; dockerfile: string; target?: string }): string {
   const what = params.tags.length ? params.tags.map(familiarName).join(", ") : "untagged build";
   return `${what} (${params.dockerfile}${params.target ? `, target ${params.target}` : ""})`;
-}
-
-function classicSharedKey(params: { tags: string[]; dockerfile: string; target?: string }): string {
-  const id = JSON.stringify(["classic", [...params.tags].sort(), params.dockerfile, params.target ?? ""]);
-  return createHash("sha256").update(id).digest("hex").slice(0, 32);
 }
 
 /** A context file's text when it is a small regular file (the Dockerfile), else undefined. */

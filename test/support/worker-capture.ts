@@ -8,15 +8,15 @@ import type { Worker } from "node:worker_threads";
  */
 export const startedWorkers: Worker[] = [];
 
-/** Messages posted to a held worker, kept here instead of sent. */
-const held = new WeakMap<Worker, unknown[][]>();
+/** Workers whose posted messages are dropped instead of sent. */
+const held = new WeakSet<Worker>();
 
 /**
  * Keeps what is posted to `worker` from reaching it, as a thread that fell behind would: a test then
  * stops it with work outstanding, however fast this machine's thread would have done that work.
  */
 export function holdMessages(worker: Worker): void {
-  held.set(worker, []);
+  held.add(worker);
 }
 
 const threads = createRequire(import.meta.url)("node:worker_threads") as { Worker: typeof Worker };
@@ -28,9 +28,7 @@ threads.Worker = class extends Original {
   }
 
   override postMessage(...args: Parameters<Worker["postMessage"]>): void {
-    const queue = held.get(this);
-    if (queue) queue.push(args);
-    else super.postMessage(...args);
+    if (!held.has(this)) super.postMessage(...args);
   }
 };
 // ESM importers of node:worker_threads see the replacement too.
